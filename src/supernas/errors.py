@@ -1,0 +1,38 @@
+"""User-facing errors.
+
+Every mistake a user can make (a bad space, arch, config, data path or checkpoint) raises a
+subclass of `SupernasError` with a one-line message; the CLI prints it and exits with code 2.
+Any other exception is a bug and keeps its traceback.
+"""
+
+
+class SupernasError(Exception):
+    """Base class of errors caused by user input."""
+
+
+class SpaceError(SupernasError):
+    """A search space definition is invalid, or a space name is unknown."""
+
+
+class ArchError(SupernasError):
+    """An architecture does not belong to its space, or its JSON/string form is malformed."""
+
+
+class ConfigError(SupernasError):
+    """A recipe or override has an unknown key or a value of the wrong type."""
+
+
+class DataError(SupernasError):
+    """A data set cannot be found or read."""
+
+
+class CheckpointError(SupernasError):
+    """A checkpoint is missing, corrupt or from an incompatible run."""
+
+
+class BudgetError(SupernasError):
+    """A cost budget cannot be met by any architecture of the space."""
+
+
+class ExportError(SupernasError):
+    """An export format is unknown or the exported model disagrees with PyTorch."""
