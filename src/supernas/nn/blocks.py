@@ -1,0 +1,190 @@
+"""The building blocks shared by the supernet and the standalone model.
+
+Built at maximum size they are the supernet; built at a child's exact size they are the
+standalone model. Parameter names are the same either way, which is what lets
+`extract_child` copy weights with one generic slice.
+
+MBConv (inverted residual): optional 1x1 expand (+BN+act), depthwise kxk (+BN+act), optional
+attention, 1x1 project (+BN), shortcut. Attention with ``radix`` splits:
+
+- ``radix == 1``: Squeeze-Excite (pool, 1x1 conv, ReLU, 1x1 conv, hard-sigmoid gate), as in
+  FBNetV2's ``_sehsig`` blocks.
+- ``radix >= 2``: Split-Attention (ResNeSt, placed in the MBConv as FP-NAS does): ``radix``
+  depthwise convs give the splits U_1..U_r, s = pool(sum U_i), a = softmax over splits of
+  FC2_i(ReLU(FC1(s))), output sum a_i * U_i. Split 0 shares its weights with the plain
+  depthwise conv, so all attention options share one trunk. FP-NAS's multiplier-r depthwise conv
+  is the same computation as our r depthwise convs stacked; keeping them as separate modules
+  makes every child weight a leading slice of the supernet's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from supernas.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from supernas.space.plan import BlockPlan
+
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "hswish": F.hardswish,
+    "swish": F.silu,
+}
+
+
+def activate(x: Tensor, name: str) -> Tensor:
+    """Applies a named activation; activations are stateless, so one block serves them all."""
+    return _ACTIVATIONS[name](x)
+
+
+class ConvNorm(nn.Module):
+    """An elastic conv followed by an elastic BatchNorm; the activation is the caller's."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 stride: int = 1, depthwise: bool = False) -> None:
+        super().__init__()
+        self.conv = ElasticConv2d(in_channels, out_channels, kernel_size, stride, depthwise)
+        self.bn = ElasticBatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor, out_channels: int | None = None,
+                kernel_size: int | None = None) -> Tensor:
+        return self.bn(self.conv(x, out_channels, kernel_size))
+
+
+class DepthwiseConvNorm(nn.Module):
+    """Depthwise conv + BN over several kernel sizes.
+
+    ``sharing="crop"`` holds one kernel at the largest size and crops its centre (BigNAS);
+    ``"separate"`` holds one weight per kernel size (ProxylessNAS-style candidates).
+    """
+
+    def __init__(self, channels: int, kernel_sizes: Sequence[int], stride: int, sharing: str) -> None:
+        super().__init__()
+        self.sharing = sharing
+        if sharing == "crop":
+            self.conv = ElasticConv2d(channels, channels, max(kernel_sizes), stride, depthwise=True)
+        else:
+            self.convs = nn.ModuleDict(
+                {str(k): ElasticConv2d(channels, channels, k, stride, depthwise=True) for k in kernel_sizes}
+            )
+        self.bn = ElasticBatchNorm2d(channels)
+
+    def forward(self, x: Tensor, kernel_size: int) -> Tensor:
+        if self.sharing == "crop":
+            return self.bn(self.conv(x, kernel_size=kernel_size))
+        return self.bn(self.convs[str(kernel_size)](x))
+
+
+class SplitAttention(nn.Module):
+    """Squeeze-Excite (one split) or Split-Attention (several) over depthwise outputs."""
+
+    def __init__(self, channels: int, attn_channels: int, radix: int) -> None:
+        super().__init__()
+        self.reduce = ElasticConv2d(channels, attn_channels, 1, bias=True)
+        self.expand = nn.ModuleList(
+            ElasticConv2d(attn_channels, channels, 1, bias=True) for _ in range(radix)
+        )
+
+    def forward(self, splits: list[Tensor], attn_channels: int) -> Tensor:
+        total = splits[0] if len(splits) == 1 else torch.stack(splits).sum(0)
+        pooled = F.adaptive_avg_pool2d(total, 1)
+        hidden = F.relu(self.reduce(pooled, attn_channels))
+        channels = splits[0].size(1)
+        logits = [self.expand[i](hidden, channels) for i in range(len(splits))]
+        if len(splits) == 1:
+            return splits[0] * F.hardsigmoid(logits[0])
+        weights = torch.softmax(torch.stack(logits), dim=0)
+        return (weights * torch.stack(splits)).sum(0)
+
+
+class MBConv(nn.Module):
+    """Inverted-residual block at given maximum widths; ``forward`` runs one `BlockPlan`.
+
+    Args:
+        max_radix: the number of depthwise splits to hold (1 when no split-attention is used).
+        attention: whether to hold an attention module (any radix >= 1 among the options).
+        expand: whether to hold the 1x1 expand conv (any expansion != 1 among the options).
+        project_shortcut: whether to hold the 1x1 shortcut conv used when shapes change
+            (spaces with ``shortcut="always"``).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, mid_channels: int, attn_channels: int,
+        kernel_sizes: Sequence[int], stride: int, max_radix: int, *, attention: bool,
+        expand: bool, project_shortcut: bool, sharing: str,
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.expand = ConvNorm(in_channels, mid_channels) if expand else nn.Identity()
+        self.dw = nn.ModuleList(
+            DepthwiseConvNorm(mid_channels, kernel_sizes, stride, sharing) for _ in range(max_radix)
+        )
+        self.attn = SplitAttention(mid_channels, attn_channels, max_radix) if attention else None
+        self.project = ConvNorm(mid_channels, out_channels)
+        self.shortcut = (
+            ElasticConv2d(in_channels, out_channels, 1, bias=False) if project_shortcut else None
+        )
+
+    def forward(self, x: Tensor, plan: BlockPlan, mid_mask: Tensor | None = None,
+                out_mask: Tensor | None = None) -> Tensor:
+        """Runs the child ``plan``; optional soft masks multiply the hidden / output channels.
+
+        Masks (shape ``[channels]``) serve channel masking (FBNetV2): run at the widths in
+        ``plan`` (normally the maximum) and weight each channel. They are applied after the
+        activations and after the project BN, where a zero really zeroes the channel.
+        """
+        hidden = x
+        if plan.expand:
+            hidden = _masked(activate(self.expand(x, plan.mid_channels), plan.activation), mid_mask)
+        splits = [
+            _masked(activate(self.dw[i](hidden, plan.kernel_size), plan.activation), mid_mask)
+            for i in range(max(plan.radix, 1))
+        ]
+        hidden = splits[0] if plan.radix == 0 else self.attn(splits, plan.attn_channels)
+        out = _masked(self.project(hidden, plan.out_channels), out_mask)
+        return out + self._shortcut(x, plan)
+
+    def _shortcut(self, x: Tensor, plan: BlockPlan) -> Tensor | float:
+        if plan.shortcut == "none":
+            return 0.0
+        if plan.shortcut == "identity":
+            return x
+        if plan.stride > 1:
+            x = F.avg_pool2d(x, plan.stride, plan.stride, ceil_mode=True, count_include_pad=False)
+        if plan.in_channels != plan.out_channels:
+            x = self.shortcut(x, plan.out_channels)
+        return x
+
+
+def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
+    return x if mask is None else x * mask.view(1, -1, 1, 1)
+
+
+class Stem(nn.Module):
+    """First conv + BN + activation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.conv = ConvNorm(in_channels, out_channels, kernel_size, stride)
+
+    def forward(self, x: Tensor, out_channels: int, activation: str) -> Tensor:
+        return activate(self.conv(x, out_channels), activation)
+
+
+class Head(nn.Module):
+    """1x1 conv + BN + activation, global average pool, dropout, linear classifier."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = ConvNorm(in_channels, hidden_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = ElasticLinear(hidden_channels, num_classes)
+
+    def forward(self, x: Tensor, hidden_channels: int, activation: str) -> Tensor:
+        x = activate(self.conv(x, hidden_channels), activation)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.classifier(self.dropout(x))

@@ -1,0 +1,68 @@
+"""The weight-sharing supernet: every block at the largest size any child of the space needs."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from supernas.nn.blocks import MBConv, Head, Stem
+from supernas.nn.network import Network
+from supernas.space.arch import Arch
+from supernas.space.plan import NetPlan, plan
+from supernas.space.space import BlockSpec, SearchSpace
+
+
+def resize(x: Tensor, resolution: int) -> Tensor:
+    """Resizes a batch to a child's resolution the way the data pipeline does (antialiased)."""
+    if x.size(-1) == resolution and x.size(-2) == resolution:
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True)
+
+
+def _block_bounds(space: SearchSpace, spec: BlockSpec, widths: set[int]) -> MBConv:
+    """An MBConv sized for every input width in ``widths`` and every option of ``spec``."""
+    mids = {
+        c if e == 1 else space.mid_channels(c, e) for c in widths for e in spec.expansions
+    }
+    attention = max(spec.attentions) > 0
+    changes_shape = spec.stride > 1 or any(c != o for c in widths for o in spec.out_channels)
+    return MBConv(
+        in_channels=max(widths),
+        out_channels=max(spec.out_channels),
+        mid_channels=max(mids),
+        attn_channels=max(space.attention_channels(m) for m in mids) if attention else 0,
+        kernel_sizes=spec.kernel_sizes,
+        stride=spec.stride,
+        max_radix=max(1, max(spec.attentions)),
+        attention=attention,
+        expand=any(e != 1 for e in spec.expansions),
+        project_shortcut=space.shortcut == "always" and changes_shape,
+        sharing=space.kernel_sharing,
+    )
+
+
+class Supernet(Network):
+    """Runs any `Arch` of its space by slicing the shared weights.
+
+    ``supernet(x, arch)`` resizes ``x`` to the arch's resolution, then runs the child. The
+    strategies decide which arch (or relaxed form) runs each step; the supernet keeps no state
+    about the current child.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        stem = space.stem
+        self.stem = Stem(space.in_channels, max(stem.out_channels), stem.kernel_size, stem.stride)
+        widths = set(stem.out_channels)
+        blocks = []
+        for spec in space.blocks:
+            blocks.append(_block_bounds(space, spec, widths))
+            widths = set(spec.out_channels) | (widths if spec.optional else set())
+        self.blocks = nn.ModuleList(blocks)
+        head = space.head
+        self.head = Head(max(widths), max(head.hidden_channels), space.num_classes, head.dropout)
+
+    def forward(self, x: Tensor, arch: Arch | NetPlan) -> Tensor:
+        net = arch if isinstance(arch, NetPlan) else plan(self.space, arch)
+        return self.run(resize(x, net.resolution), net)

@@ -1,0 +1,141 @@
+"""Registered search spaces: the papers' spaces and small ones for 28x28 / 32x32 data.
+
+Each preset is a function returning a `SearchSpace`, registered in `SPACES`; its docstring cites
+the table it reproduces and how ours differs. `stage(...)` writes one table row: ``n`` blocks of
+which the first has the row's stride and, with ``min_depth``, the last ``n - min_depth`` may be
+skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from supernas.errors import SpaceError
+from supernas.registry import Registry
+from supernas.space.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
+
+SPACES: Registry[Callable[[], SearchSpace]] = Registry("space", SpaceError)
+
+
+def get_space(name: str) -> SearchSpace:
+    """The preset called ``name`` (a `SpaceError` listing the known ones otherwise)."""
+    return SPACES.get(name)()
+
+
+def stage(
+    index: int, n: int, stride: int, out_channels: tuple[int, ...], expansions: tuple[float, ...],
+    kernel_sizes: tuple[int, ...], *, min_depth: int | None = None,
+    attentions: tuple[int, ...] = (0,), activations: tuple[str, ...] = ("relu",),
+) -> list[BlockSpec]:
+    """One table row: ``n`` blocks, stride on the first, optional blocks after ``min_depth``."""
+    min_depth = n if min_depth is None else min_depth
+    return [
+        BlockSpec(
+            stage=index, stride=stride if i == 0 else 1, out_channels=out_channels,
+            expansions=expansions, kernel_sizes=kernel_sizes, attentions=attentions,
+            activations=activations, optional=i >= min_depth,
+        )
+        for i in range(n)
+    ]
+
+
+@SPACES.register("fmnist_small")
+def fmnist_small() -> SearchSpace:
+    """A small space for 28x28 grey images (Fashion-MNIST), biggest child ~17M MACs.
+
+    Every choice kind is searchable (width, expansion, kernel, attention, activation, depth,
+    resolution), so the demo and the tests exercise the whole language on real data in minutes.
+    """
+    acts = ("relu", "hswish")
+    blocks = [
+        *stage(1, 1, 2, (16, 24), (3, 6), (3, 5), attentions=(0, 1), activations=acts),
+        *stage(2, 2, 2, (32, 40, 48), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
+               activations=acts),
+        *stage(3, 3, 1, (48, 64, 80), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
+               activations=acts),
+    ]
+    return SearchSpace(
+        name="fmnist_small", in_channels=1, num_classes=10, resolutions=(24, 28),
+        stem=StemSpec(out_channels=(16, 24), stride=1), blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(128, 256), dropout=0.1),
+        description="Small MBConv space for 28x28x1 images (Fashion-MNIST).",
+    )
+
+
+@SPACES.register("cifar_small")
+def cifar_small() -> SearchSpace:
+    """A small space for 32x32 colour images (CIFAR-10/100), biggest child ~40M MACs."""
+    acts = ("relu", "hswish")
+    blocks = [
+        *stage(1, 1, 2, (16, 24), (3, 6), (3, 5), activations=acts),
+        *stage(2, 3, 2, (24, 32, 40), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
+               activations=acts),
+        *stage(3, 3, 1, (48, 64, 80), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
+               activations=acts),
+        *stage(4, 2, 2, (96, 128), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
+               activations=acts),
+    ]
+    return SearchSpace(
+        name="cifar_small", in_channels=3, num_classes=10, resolutions=(28, 32),
+        stem=StemSpec(out_channels=(16, 24), stride=1), blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(256, 512), dropout=0.1),
+        description="Small MBConv space for 32x32x3 images (CIFAR-10/100).",
+    )
+
+
+@SPACES.register("proxyless_mobile")
+def proxyless_mobile() -> SearchSpace:
+    """ProxylessNAS's mobile space (Cai et al., ICLR 2019; reference `super_proxyless.py`).
+
+    Stem 3x3/2 to 32, a fixed MBConv1 k3 to 16, then stages of widths 24, 40, 80, 96, 192, 320
+    with 4, 4, 4, 4, 4, 1 blocks and first strides 2, 2, 2, 1, 2, 1. Each mixed block chooses
+    kernel {3, 5, 7} x expansion {3, 6}; the zero op (a skippable block) exists where stride is
+    1 and widths match. Head 1x1 to 1280, ReLU6. Hidden widths are ``round(C_in * e)``
+    (no rounding to 8). Separate depthwise weights per kernel size; the reference also keeps
+    separate expand/project weights per (kernel, expansion) candidate, which ours share.
+    """
+    relu6 = ("relu6",)
+    blocks = stage(1, 1, 1, (16,), (1,), (3,), activations=relu6)
+    rows = [(24, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1)]
+    for index, (width, n, stride) in enumerate(rows, start=2):
+        blocks += stage(index, n, stride, (width,), (3, 6), (3, 5, 7), min_depth=1,
+                        activations=relu6)
+    return SearchSpace(
+        name="proxyless_mobile", in_channels=3, num_classes=1000, resolutions=(224,),
+        stem=StemSpec(out_channels=(32,), stride=2, activation="relu6"), blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(1280,), activation="relu6"),
+        kernel_sharing="separate", width_divisor=1,
+        description="ProxylessNAS mobile space (ImageNet, 224 px).",
+    )
+
+
+@SPACES.register("bignas")
+def bignas() -> SearchSpace:
+    """BigNAS's space (Yu et al., ECCV 2020), as tabulated by the pytorch-BigNAS port.
+
+    Per stage: widths, depth, kernel and expansion are elastic, one value per stage
+    (``tie_stages``); swish, SE everywhere, a shortcut in every block (``shortcut="always"``),
+    centre-cropped kernels, OFA width rounding. Resolutions {192, 224, 288, 320} follow the port;
+    the paper may also list 256 (unverified).
+    """
+    se, swish = (1,), ("swish",)
+    rows = [
+        ((16, 24), 1, 2, 1, (1,), (3,)),
+        ((24, 32), 2, 3, 2, (6,), (3,)),
+        ((40, 48), 2, 3, 2, (6,), (3, 5)),
+        ((80, 88), 2, 4, 2, (6,), (3, 5)),
+        ((112, 120, 128), 2, 6, 1, (6,), (3, 5)),
+        ((192, 200, 208, 216), 2, 6, 2, (6,), (3, 5)),
+        ((320, 352), 1, 2, 1, (6,), (3, 5)),
+    ]
+    blocks = []
+    for index, (widths, min_depth, n, stride, expansions, kernels) in enumerate(rows, start=1):
+        blocks += stage(index, n, stride, widths, expansions, kernels, min_depth=min_depth,
+                        attentions=se, activations=swish)
+    return SearchSpace(
+        name="bignas", in_channels=3, num_classes=1000, resolutions=(192, 224, 288, 320),
+        stem=StemSpec(out_channels=(32, 40), stride=2, activation="swish"), blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(1280, 1408), activation="swish", dropout=0.2),
+        shortcut="always", tie_stages=True,
+        description="BigNAS single-stage space (ImageNet).",
+    )

@@ -1,0 +1,232 @@
+"""The search-space language: stem, searchable blocks grouped in stages, head, resolutions.
+
+A space is plain data (frozen dataclasses) that round-trips through YAML/JSON. Every searchable
+block is an inverted-residual (MBConv) block whose output width, expansion ratio, kernel size,
+attention, activation and presence (skip, for depth search) are choices. Which weights the
+choices share is a property of the space, because the papers differ:
+
+- ``kernel_sharing="crop"``: one depthwise kernel at the largest size; smaller kernels are its
+  centre crop (BigNAS). ``"separate"``: one depthwise weight per kernel size (ProxylessNAS keeps
+  separate candidate ops; FBNet keeps separate weights per block type).
+- ``shortcut="identity"``: a residual only when stride is 1 and widths match (mobile-vision,
+  ProxylessNAS). ``"always"``: every block has a shortcut, average pooling and a 1x1 conv when the
+  shape changes (BigNAS/AttentiveNAS), so every block can start as the identity.
+- ``tie_stages``: one value of each choice per stage and depth as "the first d blocks run"
+  (BigNAS); otherwise every block chooses freely (FBNetV2, ProxylessNAS, FP-NAS).
+
+Attention options are integers: 0 none, 1 Squeeze-Excite, r >= 2 Split-Attention with r splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernas.errors import SpaceError
+from supernas.space.rounding import ROUNDING_RULES, round_width
+
+ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
+KERNEL_SHARING = ("crop", "separate")
+SHORTCUTS = ("identity", "always")
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The first conv (+BN+activation); its width may be a choice (BigNAS)."""
+
+    out_channels: tuple[int, ...]
+    kernel_size: int = 3
+    stride: int = 2
+    activation: str = "relu"
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """The options of one searchable MBConv block."""
+
+    stage: int  # stages group blocks for display and for tie_stages
+    stride: int  # stride of the depthwise conv, 1 or 2
+    out_channels: tuple[int, ...]
+    expansions: tuple[float, ...]  # hidden width = round(in_channels * expansion)
+    kernel_sizes: tuple[int, ...]
+    attentions: tuple[int, ...] = (0,)  # 0 none, 1 squeeze-excite, r>=2 split-attention
+    activations: tuple[str, ...] = ("relu",)
+    optional: bool = False  # True: the block may be skipped (identity), i.e. depth search
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """1x1 conv (+BN+act) to ``hidden_channels``, global pool, dropout, linear classifier."""
+
+    hidden_channels: tuple[int, ...]
+    activation: str = "relu"
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A macro-architecture with choices; see the module docstring for the sharing fields."""
+
+    name: str
+    in_channels: int
+    num_classes: int
+    resolutions: tuple[int, ...]
+    stem: StemSpec
+    blocks: tuple[BlockSpec, ...]
+    head: HeadSpec
+    kernel_sharing: str = "crop"
+    shortcut: str = "identity"
+    tie_stages: bool = False
+    width_rounding: str = "ofa"  # "ofa" (make_divisible) or "mobile_vision" (get_divisible_by)
+    width_divisor: int = 8
+    se_ratio: float = 0.25  # attention hidden width = round(hidden width * se_ratio)
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        _validate_space(self)
+
+    @property
+    def stages(self) -> list[list[int]]:
+        """Block indices grouped by stage, in order."""
+        grouped: dict[int, list[int]] = {}
+        for index, block in enumerate(self.blocks):
+            grouped.setdefault(block.stage, []).append(index)
+        return list(grouped.values())
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of the space (description excluded), first 16 hex."""
+        data = self.to_dict()
+        data.pop("description")
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def mid_channels(self, in_channels: int, expansion: float) -> int:
+        """Hidden width of a block; expansion 1 keeps the input width exactly."""
+        if expansion == 1:
+            return in_channels
+        return round_width(in_channels * expansion, self.width_divisor, self.width_rounding)
+
+    def attention_channels(self, mid_channels: int) -> int:
+        """Hidden width of the squeeze-excite / split-attention bottleneck."""
+        return round_width(mid_channels * self.se_ratio, self.width_divisor, self.width_rounding)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
+        try:
+            fields = dict(data)
+            fields["stem"] = StemSpec(**_tuples(fields["stem"]))
+            fields["head"] = HeadSpec(**_tuples(fields["head"]))
+            fields["blocks"] = tuple(BlockSpec(**_tuples(b)) for b in fields["blocks"])
+            fields["resolutions"] = tuple(fields["resolutions"])
+            return cls(**fields)
+        except (KeyError, TypeError) as error:
+            raise SpaceError(f"malformed space definition: {error}") from None
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise SpaceError(f"cannot read space file {path}: {error}") from None
+        if not isinstance(data, dict):
+            raise SpaceError(f"space file {path} does not hold a mapping")
+        return cls.from_dict(data)
+
+
+def _tuples(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise SpaceError(message)
+
+
+def _check_options(where: str, name: str, options: tuple, allowed=None) -> None:
+    _check(len(options) > 0, f"{where}: {name} has no options")
+    _check(len(set(options)) == len(options), f"{where}: {name} has repeated options {options}")
+    for option in options:
+        if allowed is not None:
+            _check(option in allowed, f"{where}: {name} {option!r} not in {allowed}")
+        else:
+            _check(option > 0, f"{where}: {name} {option!r} must be positive")
+
+
+def _validate_block(index: int, block: BlockSpec) -> None:
+    where = f"block {index} (stage {block.stage})"
+    _check(block.stride in (1, 2), f"{where}: stride {block.stride} not in (1, 2)")
+    _check_options(where, "out_channels", block.out_channels)
+    _check_options(where, "expansions", block.expansions)
+    _check_options(where, "kernel_sizes", block.kernel_sizes)
+    for k in block.kernel_sizes:
+        _check(k % 2 == 1, f"{where}: kernel size {k} must be odd")
+    _check_options(where, "activations", block.activations, ACTIVATIONS)
+    _check(len(block.attentions) > 0, f"{where}: attentions has no options")
+    for splits in block.attentions:
+        _check(splits >= 0, f"{where}: attention {splits} must be >= 0")
+    _check(
+        not (block.optional and block.stride != 1),
+        f"{where}: only a stride-1 block may be optional (skipping must keep the shape)",
+    )
+
+
+def _validate_tied_stages(space: SearchSpace) -> None:
+    for stage in space.stages:
+        first = space.blocks[stage[0]]
+        _check(not first.optional, f"stage {first.stage}: the first block cannot be optional")
+        seen_optional = False
+        for index in stage:
+            block = space.blocks[index]
+            same = dataclasses.replace(block, stride=first.stride, optional=first.optional)
+            _check(same == first, f"block {index}: tie_stages needs equal options in a stage")
+            _check(block.optional or not seen_optional, f"block {index}: optional blocks must end a stage")
+            seen_optional |= block.optional
+
+
+def _validate_space(space: SearchSpace) -> None:
+    _check(bool(space.name), "space: name is empty")
+    _check(space.in_channels > 0 and space.num_classes > 1, "space: bad in_channels/num_classes")
+    _check(len(space.blocks) > 0, "space: no blocks")
+    _check(space.kernel_sharing in KERNEL_SHARING, f"space: kernel_sharing not in {KERNEL_SHARING}")
+    _check(space.shortcut in SHORTCUTS, f"space: shortcut {space.shortcut!r} not in {SHORTCUTS}")
+    _check(space.width_rounding in ROUNDING_RULES, f"space: unknown rounding {space.width_rounding}")
+    _check_options("stem", "out_channels", space.stem.out_channels)
+    _check(space.stem.stride in (1, 2), f"stem: stride {space.stem.stride} not in (1, 2)")
+    _check(space.stem.activation in ACTIVATIONS, f"stem: activation not in {ACTIVATIONS}")
+    _check_options("head", "hidden_channels", space.head.hidden_channels)
+    _check(space.head.activation in ACTIVATIONS, f"head: activation not in {ACTIVATIONS}")
+    _check_options("space", "resolutions", space.resolutions)
+    stages = [b.stage for b in space.blocks]
+    _check(stages == sorted(stages), "space: blocks must be ordered by stage")
+    for index, block in enumerate(space.blocks):
+        _validate_block(index, block)
+    if space.tie_stages:
+        _validate_tied_stages(space)
+    downsampling = space.stem.stride * math.prod(b.stride for b in space.blocks)
+    for resolution in space.resolutions:
+        _check(
+            resolution >= downsampling,
+            f"space: resolution {resolution} is below the total stride {downsampling}",
+        )
