@@ -60,17 +60,23 @@ def block_cost(block: BlockPlan) -> Cost:
     return total
 
 
+def stem_cost(in_channels: int, out_channels: int, kernel_size: int, out_size: int) -> Cost:
+    return conv_cost(in_channels, out_channels, kernel_size, out_size) + bn_cost(out_channels)
+
+
+def head_cost(in_channels: int, hidden_channels: int, size: int, num_classes: int) -> Cost:
+    """1x1 conv + BN at ``size``, then the linear classifier (pooling is not counted)."""
+    conv = conv_cost(in_channels, hidden_channels, 1, size) + bn_cost(hidden_channels)
+    return conv + Cost(hidden_channels * num_classes, (hidden_channels + 1) * num_classes)
+
+
 def net_cost(net: NetPlan) -> Cost:
     """Exact cost of a whole child."""
-    total = conv_cost(net.in_channels, net.stem_channels, net.stem_kernel_size, net.stem_size)
-    total += bn_cost(net.stem_channels)
+    total = stem_cost(net.in_channels, net.stem_channels, net.stem_kernel_size, net.stem_size)
     for block in net.blocks:
         if block is not None:
             total += block_cost(block)
-    total += conv_cost(net.head_in_channels, net.head_channels, 1, net.head_size)
-    total += bn_cost(net.head_channels)
-    total += Cost(net.head_channels * net.num_classes, (net.head_channels + 1) * net.num_classes)
-    return total
+    return total + head_cost(net.head_in_channels, net.head_channels, net.head_size, net.num_classes)
 
 
 def arch_cost(space: SearchSpace, arch: Arch) -> Cost:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supernas.space.arch import Arch, validate
-from supernas.space.space import SearchSpace
+from supernas.space.arch import Arch, BlockArch, validate
+from supernas.space.space import BlockSpec, SearchSpace
 
 
 def conv_out_size(size: int, stride: int) -> int:
@@ -63,6 +63,27 @@ def _shortcut(space: SearchSpace, in_channels: int, out_channels: int, stride: i
     return "project" if space.shortcut == "always" else "none"
 
 
+def block_plan(
+    space: SearchSpace, spec: BlockSpec, choice: BlockArch, in_channels: int, in_size: int
+) -> BlockPlan:
+    """Exact shapes of a present block given the width and size of its input."""
+    mid = space.mid_channels(in_channels, choice.expansion)
+    return BlockPlan(
+        in_channels=in_channels,
+        out_channels=choice.out_channels,
+        mid_channels=mid,
+        attn_channels=space.attention_channels(mid) if choice.attention else 0,
+        kernel_size=choice.kernel_size,
+        stride=spec.stride,
+        radix=choice.attention,
+        activation=choice.activation,
+        expand=choice.expansion != 1,
+        shortcut=_shortcut(space, in_channels, choice.out_channels, spec.stride),
+        in_size=in_size,
+        out_size=conv_out_size(in_size, spec.stride),
+    )
+
+
 def plan(space: SearchSpace, arch: Arch) -> NetPlan:
     """Resolves ``arch`` (validated against ``space``) into exact layer shapes."""
     validate(space, arch)
@@ -74,25 +95,9 @@ def plan(space: SearchSpace, arch: Arch) -> NetPlan:
         if not choice.present:
             blocks.append(None)
             continue
-        mid = space.mid_channels(channels, choice.expansion)
-        out_size = conv_out_size(size, spec.stride)
-        blocks.append(
-            BlockPlan(
-                in_channels=channels,
-                out_channels=choice.out_channels,
-                mid_channels=mid,
-                attn_channels=space.attention_channels(mid) if choice.attention else 0,
-                kernel_size=choice.kernel_size,
-                stride=spec.stride,
-                radix=choice.attention,
-                activation=choice.activation,
-                expand=choice.expansion != 1,
-                shortcut=_shortcut(space, channels, choice.out_channels, spec.stride),
-                in_size=size,
-                out_size=out_size,
-            )
-        )
-        channels, size = choice.out_channels, out_size
+        block = block_plan(space, spec, choice, channels, size)
+        blocks.append(block)
+        channels, size = block.out_channels, block.out_size
     return NetPlan(
         in_channels=space.in_channels,
         resolution=arch.resolution,
