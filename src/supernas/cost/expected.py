@@ -68,7 +68,8 @@ class ExpectedCost:
         sizes = [conv_out_size(r, space.stem.stride) for r in resolutions]
         self.stem_grid = self._grid(
             lambda r, s: stem_cost(space.in_channels, s, space.stem.kernel_size, sizes[r]),
-            range(len(resolutions)), stem_widths,
+            range(len(resolutions)),
+            stem_widths,
         )
         self.blocks: list[_BlockTerm] = []
         support = stem_widths
@@ -79,14 +80,18 @@ class ExpectedCost:
         self.head_support = support
         self.head_grid = self._grid(
             lambda r, c, h: head_cost(c, h, sizes[r], space.num_classes),
-            range(len(resolutions)), support, self.options["head.hidden_channels"],
+            range(len(resolutions)),
+            support,
+            self.options["head.hidden_channels"],
         )
 
     @staticmethod
     def _grid(cost_fn, *axes) -> Tensor:
         shape = [2, *(len(axis) for axis in axes)]
         values = [cost_fn(*point) for point in itertools.product(*axes)]
-        flat = torch.tensor([[v.macs for v in values], [v.params for v in values]], dtype=torch.float64)
+        flat = torch.tensor(
+            [[v.macs for v in values], [v.params for v in values]], dtype=torch.float64
+        )
         return flat.reshape(shape)
 
     def _block_term(self, index, spec, support, sizes) -> tuple[_BlockTerm, list[int]]:
@@ -107,7 +112,10 @@ class ExpectedCost:
             return block_cost(block_plan(space, spec, choice, c, sizes[r]))
 
         grid = self._grid(
-            cost, range(len(sizes)), in_support, outs,
+            cost,
+            range(len(sizes)),
+            in_support,
+            outs,
             *(self.options[f"{prefix}.{f}"] for f in _FIELDS),
         )
         depth_mask = None
@@ -115,8 +123,13 @@ class ExpectedCost:
             depths = self.options[f"{prefix}.depth"]
             depth_mask = torch.tensor([float(d > depth_index) for d in depths], dtype=torch.float64)
         term = _BlockTerm(
-            prefix, depth_mask, spec.optional, coupled,
-            _one_hot_map(in_support, out_support), _one_hot_map(outs, out_support), grid,
+            prefix,
+            depth_mask,
+            spec.optional,
+            coupled,
+            _one_hot_map(in_support, out_support),
+            _one_hot_map(outs, out_support),
+            grid,
         )
         return term, out_support
 
@@ -127,7 +140,9 @@ class ExpectedCost:
             raise ArchError(f"expected cost: no probabilities for decision {error}") from None
 
     def _expected(self, probs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        p = {name: probs[name].to(torch.float64) for name in self.options if "activation" not in name}
+        p = {
+            name: probs[name].to(torch.float64) for name in self.options if "activation" not in name
+        }
         res = p["resolution"]
         total = torch.einsum("xrs,r,s->x", self.stem_grid, res, p["stem.out_channels"])
         width = p["stem.out_channels"]

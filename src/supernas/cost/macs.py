@@ -30,8 +30,14 @@ class Cost:
 ZERO = Cost(0, 0)
 
 
-def conv_cost(in_channels: int, out_channels: int, kernel_size: int, out_size: int,
-              groups: int = 1, bias: bool = False) -> Cost:
+def conv_cost(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    out_size: int,
+    groups: int = 1,
+    bias: bool = False,
+) -> Cost:
     """A conv's MACs (weights x output pixels) and parameters."""
     weights = in_channels // groups * out_channels * kernel_size * kernel_size
     return Cost(weights * out_size * out_size, weights + (out_channels if bias else 0))
@@ -76,7 +82,9 @@ def net_cost(net: NetPlan) -> Cost:
     for block in net.blocks:
         if block is not None:
             total += block_cost(block)
-    return total + head_cost(net.head_in_channels, net.head_channels, net.head_size, net.num_classes)
+    return total + head_cost(
+        net.head_in_channels, net.head_channels, net.head_size, net.num_classes
+    )
 
 
 def arch_cost(space: SearchSpace, arch: Arch) -> Cost:

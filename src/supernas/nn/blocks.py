@@ -44,14 +44,21 @@ def activate(x: Tensor, name: str) -> Tensor:
 class ConvNorm(nn.Module):
     """An elastic conv followed by an elastic BatchNorm; the activation is the caller's."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
-                 stride: int = 1, depthwise: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        depthwise: bool = False,
+    ) -> None:
         super().__init__()
         self.conv = ElasticConv2d(in_channels, out_channels, kernel_size, stride, depthwise)
         self.bn = ElasticBatchNorm2d(out_channels)
 
-    def forward(self, x: Tensor, out_channels: int | None = None,
-                kernel_size: int | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, out_channels: int | None = None, kernel_size: int | None = None
+    ) -> Tensor:
         return self.bn(self.conv(x, out_channels, kernel_size))
 
 
@@ -62,14 +69,19 @@ class DepthwiseConvNorm(nn.Module):
     ``"separate"`` holds one weight per kernel size (ProxylessNAS-style candidates).
     """
 
-    def __init__(self, channels: int, kernel_sizes: Sequence[int], stride: int, sharing: str) -> None:
+    def __init__(
+        self, channels: int, kernel_sizes: Sequence[int], stride: int, sharing: str
+    ) -> None:
         super().__init__()
         self.sharing = sharing
         if sharing == "crop":
             self.conv = ElasticConv2d(channels, channels, max(kernel_sizes), stride, depthwise=True)
         else:
             self.convs = nn.ModuleDict(
-                {str(k): ElasticConv2d(channels, channels, k, stride, depthwise=True) for k in kernel_sizes}
+                {
+                    str(k): ElasticConv2d(channels, channels, k, stride, depthwise=True)
+                    for k in kernel_sizes
+                }
             )
         self.bn = ElasticBatchNorm2d(channels)
 
@@ -113,9 +125,19 @@ class MBConv(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, mid_channels: int, attn_channels: int,
-        kernel_sizes: Sequence[int], stride: int, max_radix: int, *, attention: bool,
-        expand: bool, project_shortcut: bool, sharing: str,
+        self,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: int,
+        attn_channels: int,
+        kernel_sizes: Sequence[int],
+        stride: int,
+        max_radix: int,
+        *,
+        attention: bool,
+        expand: bool,
+        project_shortcut: bool,
+        sharing: str,
     ) -> None:
         super().__init__()
         self.stride = stride
@@ -129,8 +151,13 @@ class MBConv(nn.Module):
             ElasticConv2d(in_channels, out_channels, 1, bias=False) if project_shortcut else None
         )
 
-    def forward(self, x: Tensor, plan: BlockPlan, mid_mask: Tensor | None = None,
-                out_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        plan: BlockPlan,
+        mid_mask: Tensor | None = None,
+        out_mask: Tensor | None = None,
+    ) -> Tensor:
         """Runs the child ``plan``; optional soft masks multiply the hidden / output channels.
 
         Masks (shape ``[channels]``) serve channel masking (FBNetV2): run at the widths in
@@ -178,7 +205,9 @@ class Stem(nn.Module):
 class Head(nn.Module):
     """1x1 conv + BN + activation, global average pool, dropout, linear classifier."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, num_classes: int, dropout: float) -> None:
+    def __init__(
+        self, in_channels: int, hidden_channels: int, num_classes: int, dropout: float
+    ) -> None:
         super().__init__()
         self.conv = ConvNorm(in_channels, hidden_channels)
         self.dropout = nn.Dropout(dropout)

@@ -15,7 +15,9 @@ from torch import nn
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu") -> nn.Module:
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable, device: torch.device | str = "cpu"
+) -> nn.Module:
     """Recomputes every BN's running statistics of ``model`` from ``batches`` (images or pairs)."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m, m.momentum) for m in norms]

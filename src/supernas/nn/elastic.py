@@ -45,19 +45,31 @@ class ElasticConv2d(nn.Conv2d):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-        depthwise: bool = False, bias: bool = False,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        depthwise: bool = False,
+        bias: bool = False,
     ) -> None:
         groups = in_channels if depthwise else 1
         if depthwise and in_channels != out_channels:
             raise ValueError("a depthwise conv keeps its width")
         super().__init__(
-            in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=groups,
             bias=bias,
         )
         self.depthwise = depthwise
 
-    def forward(self, x: Tensor, out_channels: int | None = None, kernel_size: int | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, out_channels: int | None = None, kernel_size: int | None = None
+    ) -> Tensor:
         in_channels = x.size(1)
         if self.depthwise:
             out_channels, groups = in_channels, in_channels

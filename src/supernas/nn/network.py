@@ -16,7 +16,7 @@ class Network(nn.Module):
 
     def run(self, x: Tensor, net: NetPlan) -> Tensor:
         x = self.stem(x, net.stem_channels, net.stem_activation)
-        for block, block_plan in zip(self.blocks, net.blocks):
+        for block, block_plan in zip(self.blocks, net.blocks, strict=True):
             if block_plan is not None:
                 x = block(x, block_plan)
         return self.head(x, net.head_channels, net.head_activation)

@@ -54,11 +54,14 @@ def build_model(space: SearchSpace, arch: Arch) -> StandaloneModel:
 @torch.no_grad()
 def extract_child(supernet: Supernet, arch: Arch) -> StandaloneModel:
     """The standalone model of ``arch`` holding the supernet's sliced weights and BN statistics."""
-    model = build_model(supernet.space, arch)
+    reference = next(supernet.parameters())
+    with torch.device("meta"):  # every tensor is overwritten below: skip the initialisation
+        model = build_model(supernet.space, arch)
+    model = model.to_empty(device=reference.device).to(reference.dtype)
     source = supernet.state_dict()
     child_state = {
         name: slice_like(source[name], tensor.shape).clone()
         for name, tensor in model.state_dict().items()
     }
     model.load_state_dict(child_state)
-    return model.to(next(supernet.parameters()).device)
+    return model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernas.nn.blocks import MBConv, Head, Stem
+from supernas.nn.blocks import Head, MBConv, Stem
 from supernas.nn.network import Network
 from supernas.space.arch import Arch
 from supernas.space.plan import NetPlan, plan
@@ -21,9 +21,7 @@ def resize(x: Tensor, resolution: int) -> Tensor:
 
 def _block_bounds(space: SearchSpace, spec: BlockSpec, widths: set[int]) -> MBConv:
     """An MBConv sized for every input width in ``widths`` and every option of ``spec``."""
-    mids = {
-        c if e == 1 else space.mid_channels(c, e) for c in widths for e in spec.expansions
-    }
+    mids = {c if e == 1 else space.mid_channels(c, e) for c in widths for e in spec.expansions}
     attention = max(spec.attentions) > 0
     changes_shape = spec.stride > 1 or any(c != o for c in widths for o in spec.out_channels)
     return MBConv(

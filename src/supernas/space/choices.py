@@ -55,13 +55,17 @@ def decisions(space: SearchSpace) -> list[Decision]:
         for stage in space.stages:
             spec = space.blocks[stage[0]]
             prefix = f"stage{spec.stage}"
-            result += [Decision(f"{prefix}.{f}", _ordered(getattr(spec, s))) for f, s in BLOCK_FIELDS]
+            result += [
+                Decision(f"{prefix}.{f}", _ordered(getattr(spec, s))) for f, s in BLOCK_FIELDS
+            ]
             required = sum(not space.blocks[i].optional for i in stage)
             result.append(Decision(f"{prefix}.depth", tuple(range(required, len(stage) + 1))))
     else:
         for index, spec in enumerate(space.blocks):
             prefix = f"block{index}"
-            result += [Decision(f"{prefix}.{f}", _ordered(getattr(spec, s))) for f, s in BLOCK_FIELDS]
+            result += [
+                Decision(f"{prefix}.{f}", _ordered(getattr(spec, s))) for f, s in BLOCK_FIELDS
+            ]
             if spec.optional:
                 result.append(Decision(f"{prefix}.present", (False, True)))
     result.append(Decision("head.hidden_channels", _ordered(space.head.hidden_channels)))
@@ -121,7 +125,9 @@ def choices_of(space: SearchSpace, arch: Arch) -> dict[str, Any]:
     return result
 
 
-def sample(space: SearchSpace, rng: random.Random, probs: Mapping[str, Sequence[float]] | None = None) -> Arch:
+def sample(
+    space: SearchSpace, rng: random.Random, probs: Mapping[str, Sequence[float]] | None = None
+) -> Arch:
     """Draws an arch, uniformly per decision or from per-decision probabilities.
 
     ``probs`` maps decision names to weights over that decision's options (in `decisions` order);
@@ -147,7 +153,9 @@ def biggest(space: SearchSpace) -> Arch:
     """The most expensive child: the last option of every decision (activation: the first)."""
     chosen = {}
     for decision in decisions(space):
-        pick = decision.options[0] if decision.name.endswith(".activation") else decision.options[-1]
+        pick = (
+            decision.options[0] if decision.name.endswith(".activation") else decision.options[-1]
+        )
         chosen[decision.name] = pick
     return arch_from_choices(space, chosen)
 

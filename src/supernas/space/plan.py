@@ -32,7 +32,9 @@ class BlockPlan:
     radix: int  # attention splits: 0 none, 1 squeeze-excite, r >= 2 split-attention
     activation: str
     expand: bool  # whether the 1x1 expand conv exists (expansion != 1)
-    shortcut: str  # "none", "identity" or "project" (avg-pool if strided, 1x1 conv if widths differ)
+    shortcut: (
+        str  # "none", "identity" or "project" (avg-pool if strided, 1x1 conv if widths differ)
+    )
     in_size: int
     out_size: int
 
@@ -91,7 +93,7 @@ def plan(space: SearchSpace, arch: Arch) -> NetPlan:
     stem_size = size
     channels = arch.stem_channels
     blocks: list[BlockPlan | None] = []
-    for spec, choice in zip(space.blocks, arch.blocks):
+    for spec, choice in zip(space.blocks, arch.blocks, strict=True):
         if not choice.present:
             blocks.append(None)
             continue

@@ -23,17 +23,29 @@ def get_space(name: str) -> SearchSpace:
 
 
 def stage(
-    index: int, n: int, stride: int, out_channels: tuple[int, ...], expansions: tuple[float, ...],
-    kernel_sizes: tuple[int, ...], *, min_depth: int | None = None,
-    attentions: tuple[int, ...] = (0,), activations: tuple[str, ...] = ("relu",),
+    index: int,
+    n: int,
+    stride: int,
+    out_channels: tuple[int, ...],
+    expansions: tuple[float, ...],
+    kernel_sizes: tuple[int, ...],
+    *,
+    min_depth: int | None = None,
+    attentions: tuple[int, ...] = (0,),
+    activations: tuple[str, ...] = ("relu",),
 ) -> list[BlockSpec]:
     """One table row: ``n`` blocks, stride on the first, optional blocks after ``min_depth``."""
     min_depth = n if min_depth is None else min_depth
     return [
         BlockSpec(
-            stage=index, stride=stride if i == 0 else 1, out_channels=out_channels,
-            expansions=expansions, kernel_sizes=kernel_sizes, attentions=attentions,
-            activations=activations, optional=i >= min_depth,
+            stage=index,
+            stride=stride if i == 0 else 1,
+            out_channels=out_channels,
+            expansions=expansions,
+            kernel_sizes=kernel_sizes,
+            attentions=attentions,
+            activations=activations,
+            optional=i >= min_depth,
         )
         for i in range(n)
     ]
@@ -49,14 +61,36 @@ def fmnist_small() -> SearchSpace:
     acts = ("relu", "hswish")
     blocks = [
         *stage(1, 1, 2, (16, 24), (3, 6), (3, 5), attentions=(0, 1), activations=acts),
-        *stage(2, 2, 2, (32, 40, 48), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
-               activations=acts),
-        *stage(3, 3, 1, (48, 64, 80), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
-               activations=acts),
+        *stage(
+            2,
+            2,
+            2,
+            (32, 40, 48),
+            (3, 4, 6),
+            (3, 5),
+            min_depth=1,
+            attentions=(0, 1),
+            activations=acts,
+        ),
+        *stage(
+            3,
+            3,
+            1,
+            (48, 64, 80),
+            (3, 4, 6),
+            (3, 5),
+            min_depth=1,
+            attentions=(0, 1),
+            activations=acts,
+        ),
     ]
     return SearchSpace(
-        name="fmnist_small", in_channels=1, num_classes=10, resolutions=(24, 28),
-        stem=StemSpec(out_channels=(16, 24), stride=1), blocks=tuple(blocks),
+        name="fmnist_small",
+        in_channels=1,
+        num_classes=10,
+        resolutions=(24, 28),
+        stem=StemSpec(out_channels=(16, 24), stride=1),
+        blocks=tuple(blocks),
         head=HeadSpec(hidden_channels=(128, 256), dropout=0.1),
         description="Small MBConv space for 28x28x1 images (Fashion-MNIST).",
     )
@@ -68,16 +102,39 @@ def cifar_small() -> SearchSpace:
     acts = ("relu", "hswish")
     blocks = [
         *stage(1, 1, 2, (16, 24), (3, 6), (3, 5), activations=acts),
-        *stage(2, 3, 2, (24, 32, 40), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
-               activations=acts),
-        *stage(3, 3, 1, (48, 64, 80), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
-               activations=acts),
-        *stage(4, 2, 2, (96, 128), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1),
-               activations=acts),
+        *stage(
+            2,
+            3,
+            2,
+            (24, 32, 40),
+            (3, 4, 6),
+            (3, 5),
+            min_depth=1,
+            attentions=(0, 1),
+            activations=acts,
+        ),
+        *stage(
+            3,
+            3,
+            1,
+            (48, 64, 80),
+            (3, 4, 6),
+            (3, 5),
+            min_depth=1,
+            attentions=(0, 1),
+            activations=acts,
+        ),
+        *stage(
+            4, 2, 2, (96, 128), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1), activations=acts
+        ),
     ]
     return SearchSpace(
-        name="cifar_small", in_channels=3, num_classes=10, resolutions=(28, 32),
-        stem=StemSpec(out_channels=(16, 24), stride=1), blocks=tuple(blocks),
+        name="cifar_small",
+        in_channels=3,
+        num_classes=10,
+        resolutions=(28, 32),
+        stem=StemSpec(out_channels=(16, 24), stride=1),
+        blocks=tuple(blocks),
         head=HeadSpec(hidden_channels=(256, 512), dropout=0.1),
         description="Small MBConv space for 32x32x3 images (CIFAR-10/100).",
     )
@@ -98,13 +155,19 @@ def proxyless_mobile() -> SearchSpace:
     blocks = stage(1, 1, 1, (16,), (1,), (3,), activations=relu6)
     rows = [(24, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1)]
     for index, (width, n, stride) in enumerate(rows, start=2):
-        blocks += stage(index, n, stride, (width,), (3, 6), (3, 5, 7), min_depth=1,
-                        activations=relu6)
+        blocks += stage(
+            index, n, stride, (width,), (3, 6), (3, 5, 7), min_depth=1, activations=relu6
+        )
     return SearchSpace(
-        name="proxyless_mobile", in_channels=3, num_classes=1000, resolutions=(224,),
-        stem=StemSpec(out_channels=(32,), stride=2, activation="relu6"), blocks=tuple(blocks),
+        name="proxyless_mobile",
+        in_channels=3,
+        num_classes=1000,
+        resolutions=(224,),
+        stem=StemSpec(out_channels=(32,), stride=2, activation="relu6"),
+        blocks=tuple(blocks),
         head=HeadSpec(hidden_channels=(1280,), activation="relu6"),
-        kernel_sharing="separate", width_divisor=1,
+        kernel_sharing="separate",
+        width_divisor=1,
         description="ProxylessNAS mobile space (ImageNet, 224 px).",
     )
 
@@ -130,12 +193,26 @@ def bignas() -> SearchSpace:
     ]
     blocks = []
     for index, (widths, min_depth, n, stride, expansions, kernels) in enumerate(rows, start=1):
-        blocks += stage(index, n, stride, widths, expansions, kernels, min_depth=min_depth,
-                        attentions=se, activations=swish)
+        blocks += stage(
+            index,
+            n,
+            stride,
+            widths,
+            expansions,
+            kernels,
+            min_depth=min_depth,
+            attentions=se,
+            activations=swish,
+        )
     return SearchSpace(
-        name="bignas", in_channels=3, num_classes=1000, resolutions=(192, 224, 288, 320),
-        stem=StemSpec(out_channels=(32, 40), stride=2, activation="swish"), blocks=tuple(blocks),
+        name="bignas",
+        in_channels=3,
+        num_classes=1000,
+        resolutions=(192, 224, 288, 320),
+        stem=StemSpec(out_channels=(32, 40), stride=2, activation="swish"),
+        blocks=tuple(blocks),
         head=HeadSpec(hidden_channels=(1280, 1408), activation="swish", dropout=0.2),
-        shortcut="always", tie_stages=True,
+        shortcut="always",
+        tie_stages=True,
         description="BigNAS single-stage space (ImageNet).",
     )

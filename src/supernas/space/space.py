@@ -201,7 +201,10 @@ def _validate_tied_stages(space: SearchSpace) -> None:
             block = space.blocks[index]
             same = dataclasses.replace(block, stride=first.stride, optional=first.optional)
             _check(same == first, f"block {index}: tie_stages needs equal options in a stage")
-            _check(block.optional or not seen_optional, f"block {index}: optional blocks must end a stage")
+            _check(
+                block.optional or not seen_optional,
+                f"block {index}: optional blocks must end a stage",
+            )
             seen_optional |= block.optional
 
 
@@ -211,7 +214,9 @@ def _validate_space(space: SearchSpace) -> None:
     _check(len(space.blocks) > 0, "space: no blocks")
     _check(space.kernel_sharing in KERNEL_SHARING, f"space: kernel_sharing not in {KERNEL_SHARING}")
     _check(space.shortcut in SHORTCUTS, f"space: shortcut {space.shortcut!r} not in {SHORTCUTS}")
-    _check(space.width_rounding in ROUNDING_RULES, f"space: unknown rounding {space.width_rounding}")
+    _check(
+        space.width_rounding in ROUNDING_RULES, f"space: unknown rounding {space.width_rounding}"
+    )
     _check_options("stem", "out_channels", space.stem.out_channels)
     _check(space.stem.stride in (1, 2), f"stem: stride {space.stem.stride} not in (1, 2)")
     _check(space.stem.activation in ACTIVATIONS, f"stem: activation not in {ACTIVATIONS}")

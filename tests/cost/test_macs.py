@@ -1,0 +1,41 @@
+"""The analytic cost equals what PyTorch counts on the standalone model."""
+
+import pytest
+import torch
+from draws import archs, small_space
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+from supernas.cost.macs import arch_cost
+from supernas.nn import build_model
+from supernas.space import SPACES, biggest, get_space
+
+
+def counted_macs(model: torch.nn.Module, resolution: int, in_channels: int) -> float:
+    """FlopCounterMode's FLOPs for one image, halved (it counts 2 FLOPs per MAC)."""
+    x = torch.randn(1, in_channels, resolution, resolution)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(x)
+    return counter.get_total_flops() / 2
+
+
+@pytest.mark.parametrize("name", SPACES.names())
+@settings(max_examples=100)
+@given(data=st.data())
+def test_macs_and_params_match_pytorch(name, data):
+    space = small_space(name)
+    arch = data.draw(archs(space))
+    model = build_model(space, arch)
+    cost = arch_cost(space, arch)
+    assert cost.params == sum(p.numel() for p in model.parameters())
+    macs = counted_macs(model, arch.resolution, space.in_channels)
+    assert abs(cost.macs - macs) <= 0.01 * macs
+
+
+@pytest.mark.parametrize("name", ["proxyless_mobile", "bignas"])
+def test_full_resolution_children_match_pytorch(name):
+    space = get_space(name)
+    arch = biggest(space)
+    cost = arch_cost(space, arch)
+    assert cost.macs == counted_macs(build_model(space, arch), arch.resolution, 3)
