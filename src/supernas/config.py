@@ -1,0 +1,118 @@
+"""Strict loading of typed config dataclasses from YAML recipes and ``--set`` overrides.
+
+Precedence: dataclass defaults, then the recipe, then ``--set section.key=value`` overrides.
+An unknown key or a value of the wrong type is a one-line `ConfigError` naming the key and the
+file, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, Union
+
+import yaml
+
+from supernas.errors import ConfigError, SupernasError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config", prefix: str = "") -> T:
+    """Builds dataclass ``cls`` from nested plain data, checking every key and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]!r}; known: {sorted(names)}")
+    values = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except SupernasError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where, f"{key}.")
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, where, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {key} = {value!r} is not {_name(hint)}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key} = {value!r} is not a list")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        return origin(_convert(item, v, where, key) for v in value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} = {value!r} is not a mapping")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key} = {value!r} is not {_name(hint)}")
+    return value
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested data of a config dataclass (for writing ``config.yaml``)."""
+    return dataclasses.asdict(config)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a recipe; a missing or malformed file is a `ConfigError`."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read recipe {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        line = getattr(getattr(error, "problem_mark", None), "line", None)
+        at = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"recipe {path} is not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must hold a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``section.key=value`` strings (values parsed as YAML) to nested data."""
+    result = _deep_copy(data)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        value = yaml.safe_load(text) if text else None
+        target = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {override!r}: {part} is not a section")
+        target[parts[-1]] = value
+    return result
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}

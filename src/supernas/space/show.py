@@ -1,0 +1,47 @@
+"""A plain-text table of a space, for ``supernas space show``."""
+
+from __future__ import annotations
+
+from supernas.cost.macs import arch_cost
+from supernas.space.choices import biggest, count_archs, smallest
+from supernas.space.space import SearchSpace
+
+_ATTENTION = {0: "none", 1: "se"}
+
+
+def _fmt(options) -> str:
+    return ",".join(f"{o:g}" if isinstance(o, float) else str(o) for o in options)
+
+
+def _attention(options) -> str:
+    return ",".join(_ATTENTION.get(a, f"splat{a}") for a in options)
+
+
+def describe(space: SearchSpace) -> str:
+    """Rows per block, then the space's totals (archs, MAC and parameter range)."""
+    header = ("block", "stage", "stride", "out_channels", "expansion", "kernel", "attention",
+              "activation", "skippable")
+    rows = [("stem", "-", str(space.stem.stride), _fmt(space.stem.out_channels), "-",
+             str(space.stem.kernel_size), "-", space.stem.activation, "no")]
+    for index, block in enumerate(space.blocks):
+        rows.append((
+            str(index), str(block.stage), str(block.stride), _fmt(block.out_channels),
+            _fmt(block.expansions), _fmt(block.kernel_sizes), _attention(block.attentions),
+            ",".join(block.activations), "yes" if block.optional else "no",
+        ))
+    rows.append(("head", "-", "1", _fmt(space.head.hidden_channels), "-", "1", "-",
+                 space.head.activation, "no"))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    small, big = arch_cost(space, smallest(space)), arch_cost(space, biggest(space))
+    lines += [
+        "",
+        f"space {space.name} ({space.fingerprint}): {space.description}",
+        f"input {space.in_channels}x{{{_fmt(space.resolutions)}}}px, {space.num_classes} classes; "
+        f"kernels {space.kernel_sharing}, shortcut {space.shortcut}, "
+        f"{'one choice per stage' if space.tie_stages else 'one choice per block'}",
+        f"distinct architectures: {count_archs(space):.3e} ({count_archs(space)})",
+        f"smallest child: {small.macs / 1e6:.2f}M MACs, {small.params / 1e6:.3f}M params",
+        f"biggest child:  {big.macs / 1e6:.2f}M MACs, {big.params / 1e6:.3f}M params",
+    ]
+    return "\n".join(lines)

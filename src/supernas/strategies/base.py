@@ -1,0 +1,106 @@
+"""The interface every search method implements, and the context a search gives it.
+
+A strategy owns its architecture parameters and its random state, and decides how the shared
+supernet runs on each batch (one sampled child, a masked mixture, binary gates, several samples,
+a sandwich). It never owns a copy of the network. The weight optimiser is created by the search
+task and handed in, so strategies do not depend on the training package.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from supernas.cost.macs import Cost
+from supernas.errors import BudgetError, ConfigError
+from supernas.nn.supernet import Supernet
+from supernas.registry import Registry
+from supernas.space.arch import Arch
+from supernas.space.choices import smallest
+from supernas.space.space import SearchSpace
+
+Batch = tuple[Tensor, Tensor]
+
+
+@dataclass
+class SearchContext:
+    """What a strategy may use besides the supernet."""
+
+    cost: Callable[[Arch], Cost]  # exact cost of an arch
+    budget_macs: float | None  # derive an arch at most this expensive (None: no budget)
+    weight_optimizer: torch.optim.Optimizer
+    arch_batches: Callable[[], Iterator[Batch]]  # a fresh pass over (part of) the arch split
+    calibration_batches: Callable[[], Iterator[Batch]]  # training batches for BN recalibration
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+
+
+class Strategy(abc.ABC):
+    """One search method over a `Supernet`; subclasses register in `STRATEGIES`."""
+
+    @dataclass
+    class Config:
+        """Method options (subclasses extend it); recipes set them under ``search.options``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, supernet: Supernet, config: Config, context: SearchContext) -> None:
+        self.supernet = supernet
+        self.space: SearchSpace = supernet.space
+        self.config = config
+        self.context = context
+        self.rng = random.Random(context.seed)
+        check_budget(self.space, context)
+
+    def arch_parameters(self) -> list[Tensor]:
+        """The architecture parameters (empty for methods without any)."""
+        return []
+
+    @abc.abstractmethod
+    def step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One search step on a weight-split batch; returns flat metrics."""
+
+    @abc.abstractmethod
+    def derive(self) -> Arch:
+        """The architecture the search has found."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Metrics logged at each epoch end (e.g. the cost of the current best arch)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": _rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.setstate(_rng_from_state(state["rng"]))
+
+
+def check_budget(space: SearchSpace, context: SearchContext) -> None:
+    """Refuses a budget below the smallest child before any work is done."""
+    if context.budget_macs is None:
+        return
+    floor = context.cost(smallest(space)).macs
+    if context.budget_macs < floor:
+        raise BudgetError(
+            f"budget {context.budget_macs / 1e6:.3g}M MACs is below the smallest child of "
+            f"{space.name} ({floor / 1e6:.3g}M MACs)"
+        )
+
+
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_state(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", ConfigError)
