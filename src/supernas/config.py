@@ -28,7 +28,7 @@ def from_dict(cls: type[T], data: Any, where: str = "config", prefix: str = "") 
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]!r}; known: {sorted(names)}")
+        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}'; known: {sorted(names)}")
     values = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**values)
@@ -65,6 +65,11 @@ def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads "5e6" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: {key} = {value!r} is not {_name(hint)}")
     return value
@@ -116,3 +121,4 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+

@@ -33,6 +33,7 @@ class SearchContext:
     """What a strategy may use besides the supernet."""
 
     cost: Callable[[Arch], Cost]  # exact cost of an arch
+    model: torch.nn.Module  # what training steps call: the supernet, DDP-wrapped under torchrun
     budget_macs: float | None  # derive an arch at most this expensive (None: no budget)
     weight_optimizer: torch.optim.Optimizer
     arch_batches: Callable[[], Iterator[Batch]]  # a fresh pass over (part of) the arch split

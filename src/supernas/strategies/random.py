@@ -39,7 +39,7 @@ class RandomSearch(Strategy):
         arch = sample(self.space, self.rng)
         optimizer = self.context.weight_optimizer
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.supernet(images, arch), labels)
+        loss = F.cross_entropy(self.context.model(images, arch), labels)
         loss.backward()
         optimizer.step()
         return {"train/loss": loss.item(), "train/child_macs": self.context.cost(arch).macs}

@@ -1,0 +1,281 @@
+"""The Python API: what the CLI calls, and what a notebook calls.
+
+    from supernas.api import search
+    from supernas.recipe import load_run_config
+    result = search(load_run_config("recipes/fmnist_random.yaml"))
+    print(result.arch, result.test_top1)
+
+A run directory holds ``config.yaml``, ``search/`` and ``train/`` (checkpoint, metrics.jsonl,
+TensorBoard), ``arch.json``, ``candidates.json``, the exported model files, ``summary.json`` and
+``report.md`` with its plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from supernas.config import from_dict
+from supernas.cost.macs import arch_cost
+from supernas.data import DataBundle, build_data
+from supernas.errors import ConfigError
+from supernas.export import export_model
+from supernas.nn import Supernet, build_model
+from supernas.recipe import RunConfig
+from supernas.report import write_report
+from supernas.space import Arch, SearchSpace, arch_from_json, get_space
+from supernas.space.space import SearchSpace as _Space
+from supernas.strategies import STRATEGIES, SearchContext
+from supernas.train import (
+    ClassifierTask, DistEnv, LoopConfig, SearchTask, cosine_with_warmup, evaluate_model,
+    init_distributed, load_checkpoint, param_groups, resolve_device, run_loop,
+)
+from supernas.train.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    arch: Arch
+    macs: int
+    params: int
+    test_top1: float
+    exports: dict[str, Any]
+    report: Path | None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_space(name: str) -> SearchSpace:
+    """A preset name, or the path of a space YAML file."""
+    if name.endswith((".yaml", ".yml")):
+        return _Space.from_yaml(name)
+    return get_space(name)
+
+
+def new_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return root / f"{stamp}-{Path(cfg.space).stem}-{cfg.search.strategy}"
+
+
+def write_config(run_dir: Path, cfg: RunConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    from supernas.config import load_yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a supernas run directory (no config.yaml)")
+    return from_dict(RunConfig, load_yaml(path), str(path))
+
+
+def _check_data_fits(space: SearchSpace, data: DataBundle) -> None:
+    if data.in_channels != space.in_channels or data.num_classes != space.num_classes:
+        raise ConfigError(
+            f"space {space.name} expects {space.in_channels}-channel images in "
+            f"{space.num_classes} classes; the data set has {data.in_channels} and {data.num_classes}"
+        )
+
+
+def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env: DistEnv):
+    search = cfg.search
+    strategy_cls = STRATEGIES.get(search.strategy)
+    options = from_dict(strategy_cls.Config, search.options, "search.options")
+    optimizer = torch.optim.SGD(
+        param_groups(supernet, search.weight_decay), lr=search.lr, momentum=search.momentum,
+        nesterov=search.momentum > 0,
+    )
+    arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
+    calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
+    from supernas.train.distributed import wrap_ddp
+
+    context = SearchContext(
+        cost=lambda arch: arch_cost(supernet.space, arch),
+        model=wrap_ddp(supernet, env, device, find_unused_parameters=True),
+        budget_macs=search.budget_macs,
+        weight_optimizer=optimizer,
+        arch_batches=lambda: itertools.islice(arch_loader, search.arch_eval_batches),
+        calibration_batches=lambda: iter(calibration),
+        device=device,
+        seed=cfg.seed,
+    )
+    return strategy_cls(supernet, options, context)
+
+
+def run_search_phase(cfg: RunConfig, space: SearchSpace, run_dir: Path, resume: bool,
+                     env: DistEnv, device: torch.device) -> tuple[Arch, list[dict]]:
+    """Trains the supernet with the strategy and derives an arch (skipped if already done)."""
+    arch_path = run_dir / "arch.json"
+    if resume and arch_path.is_file():
+        candidates_path = run_dir / "candidates.json"
+        candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
+        return arch_from_json(space, arch_path.read_text()), candidates
+    data = build_data(cfg.data)
+    _check_data_fits(space, data)
+    supernet = Supernet(space).to(device)
+    strategy = _strategy(cfg, supernet, data, device, env)
+    loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
+    steps = cfg.search.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        strategy.context.weight_optimizer, cosine_with_warmup(steps)
+    )
+    loop = LoopConfig(epochs=cfg.search.epochs, seed=cfg.seed, desc="search")
+    run_loop(SearchTask(strategy, scheduler), loader, loop, run_dir / "search", resume=resume, env=env)
+    arch = strategy.derive()
+    candidates = getattr(strategy, "candidates", [])
+    if env.is_main:
+        atomic_write_text(run_dir / "candidates.json", json.dumps(candidates, indent=1))
+        atomic_write_text(arch_path, arch.to_json())
+    return arch, candidates
+
+
+def train_arch(cfg: RunConfig, space: SearchSpace, arch: Arch, run_dir: Path, resume: bool,
+               env: DistEnv, device: torch.device) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Trains ``arch`` from scratch on the weight split (arch split for validation), then
+    evaluates it once on the test split."""
+    data = build_data(cfg.data, resolution=arch.resolution)
+    _check_data_fits(space, data)
+    model = build_model(space, arch)
+    loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
+    val_loader = data.loader(data.arch, train=False, seed=cfg.seed)
+    task = ClassifierTask(model, cfg.train, len(loader), val_loader, device, data.batch_size, env)
+    loop = LoopConfig(epochs=cfg.train.epochs, seed=cfg.seed, log_every=cfg.train.log_every,
+                      checkpoint_every=cfg.train.checkpoint_every, desc="train")
+    run_loop(task, loader, loop, run_dir / "train", resume=resume, env=env)
+    test_loader = data.loader(data.test, train=False, seed=cfg.seed)
+    test = evaluate_model(task.eval_model, test_loader, device, cfg.train.amp)
+    return task.eval_model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
+
+
+def _arch_rows(space: SearchSpace, arch: Arch) -> list[dict]:
+    rows = []
+    for index, (spec, block) in enumerate(zip(space.blocks, arch.blocks, strict=True)):
+        rows.append({"block": index, "stage": spec.stage, "stride": spec.stride,
+                     **(block.to_dict() if block.present else {"present": False})})
+    return rows
+
+
+def finish(cfg: RunConfig, space: SearchSpace, arch: Arch, model: torch.nn.Module,
+           test: dict[str, float], run_dir: Path, extra: dict[str, Any],
+           candidates: list[dict]) -> RunResult:
+    """Exports the model, writes summary.json and the report (rank 0 only)."""
+    cost = arch_cost(space, arch)
+    example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
+    exports = export_model(model, example, run_dir, cfg.export)
+    summary = {
+        "space": space.name, "strategy": cfg.search.strategy, "arch": str(arch),
+        "resolution": arch.resolution, "macs_M": round(cost.macs / 1e6, 3),
+        "params_M": round(cost.params / 1e6, 4), "test_top1": round(test["test/top1"], 4),
+        **extra, **{f"export_{k}": v["path"] for k, v in exports.items()},
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
+    return RunResult(run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report)
+
+
+def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
+    """Search, derive, train the derived arch from scratch, evaluate, export and report."""
+    env = init_distributed()
+    seed_everything(cfg.seed)
+    space = resolve_space(cfg.space)
+    device = resolve_device(cfg.device, env)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
+    if env.is_main and not resume:
+        write_config(run_dir, cfg)
+    start = time.perf_counter()
+    arch, candidates = run_search_phase(cfg, space, run_dir, resume, env, device)
+    searched = time.perf_counter()
+    model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+    times = {"search_s": round(searched - start, 1), "train_s": round(time.perf_counter() - searched, 1)}
+    if not env.is_main:
+        return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
+    return finish(cfg, space, arch, model, test, run_dir, times, candidates)
+
+
+def train(cfg: RunConfig, arch_path: Path, run_dir: Path | None = None,
+          resume: bool = False) -> RunResult:
+    """Trains a given arch (JSON) from scratch, evaluates, exports and reports."""
+    env = init_distributed()
+    seed_everything(cfg.seed)
+    space = resolve_space(cfg.space)
+    arch = load_arch(space, Path(arch_path))
+    device = resolve_device(cfg.device, env)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg).with_name(
+        new_run_dir(cfg).name.replace(cfg.search.strategy, "train"))
+    if env.is_main and not resume:
+        write_config(run_dir, cfg)
+        atomic_write_text(run_dir / "arch.json", arch.to_json())
+    start = time.perf_counter()
+    model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+    if not env.is_main:
+        return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
+    extra = {"train_s": round(time.perf_counter() - start, 1)}
+    return finish(cfg, space, arch, model, test, run_dir, extra, [])
+
+
+def load_arch(space: SearchSpace, path: Path) -> Arch:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read arch file {path}: {error.strerror}") from None
+    return arch_from_json(space, text)
+
+
+def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.Module]:
+    """The config, space, arch and trained model of a finished or interrupted run."""
+    cfg = read_config(run_dir)
+    space = resolve_space(cfg.space)
+    arch = load_arch(space, run_dir / "arch.json")
+    model = build_model(space, arch)
+    state = load_checkpoint(run_dir / "train" / "checkpoint.pt")
+    task_state = state["task"]
+    model.load_state_dict(task_state["ema"]["module"] if "ema" in task_state else task_state["model"])
+    return cfg, space, arch, model
+
+
+def evaluate(run_dir: Path) -> dict[str, float]:
+    """Test-split top-1 of the model trained in ``run_dir``."""
+    cfg, _, arch, model = load_trained(run_dir)
+    data = build_data(cfg.data, resolution=arch.resolution)
+    loader = data.loader(data.test, train=False, seed=cfg.seed)
+    result = evaluate_model(model, loader, torch.device("cpu"))
+    return {"test/top1": result["val/top1"], "test/loss": result["val/loss"]}
+
+
+def export(run_dir: Path, formats: list[str], out_dir: Path | None = None) -> dict[str, Any]:
+    _, space, arch, model = load_trained(run_dir)
+    example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
+    return export_model(model, example, Path(out_dir or run_dir), formats)
+
+
+def report(run_dir: Path) -> Path:
+    """Rewrites the report of ``run_dir`` from its files."""
+    cfg = read_config(run_dir)
+    space = resolve_space(cfg.space)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    arch_path = run_dir / "arch.json"
+    rows = _arch_rows(space, load_arch(space, arch_path)) if arch_path.is_file() else []
+    candidates_path = run_dir / "candidates.json"
+    candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
+    return write_report(run_dir, summary, rows, candidates)

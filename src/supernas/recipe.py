@@ -1,0 +1,47 @@
+"""`RunConfig`: the typed form of a recipe (``recipes/*.yaml``), with its loading rules."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from supernas.config import apply_overrides, from_dict, load_yaml
+from supernas.data import DataConfig
+from supernas.export import FORMATS as EXPORT_FORMATS
+from supernas.train import TrainConfig
+
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """How the supernet is searched (each strategy's ``Config`` lists its ``options``)."""
+
+    strategy: str = "random"
+    epochs: int = 1  # passes over the weight split
+    lr: float = 0.05  # supernet weights: SGD with Nesterov momentum, cosine decay
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    budget_macs: float | None = None  # the derived arch must cost at most this (exact MACs)
+    arch_eval_batches: int | None = 20  # arch-split batches to evaluate one candidate (None: all)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; written to ``config.yaml`` in its run directory."""
+
+    space: str = "fmnist_small"  # a preset name (``supernas space list``) or a space YAML file
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # the final model
+    export: list[str] = dataclasses.field(default_factory=lambda: list(EXPORT_FORMATS))
+
+
+def load_run_config(recipe: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the recipe, then ``--set`` overrides, all checked strictly."""
+    data = load_yaml(recipe) if recipe is not None else {}
+    data = apply_overrides(data, overrides or [])
+    return from_dict(RunConfig, data, str(recipe) if recipe is not None else "--set")
