@@ -130,7 +130,10 @@ def run_search_phase(cfg: RunConfig, space: SearchSpace, run_dir: Path, resume: 
         candidates_path = run_dir / "candidates.json"
         candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
         return arch_from_json(space, arch_path.read_text()), candidates
-    data = build_data(cfg.data)
+    data_cfg = cfg.data
+    if cfg.search.limit_train is not None:
+        data_cfg = dataclasses.replace(data_cfg, limit_train=cfg.search.limit_train)
+    data = build_data(data_cfg)
     _check_data_fits(space, data)
     supernet = Supernet(space).to(device)
     strategy = _strategy(cfg, supernet, data, device, env)

@@ -24,6 +24,7 @@ class SearchConfig:
     weight_decay: float = 4e-5
     budget_macs: float | None = None  # the derived arch must cost at most this (exact MACs)
     arch_eval_batches: int | None = 20  # arch-split batches to evaluate one candidate (None: all)
+    limit_train: int | None = None  # search on this many training images (None: data.limit_train)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from supernas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""The ``supernas`` command line: parse, build a config, call `supernas.api`, print.
+
+A user mistake (`SupernasError`) prints ``supernas: error: <one line>`` and exits with code 2;
+any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from supernas.errors import SupernasError
+
+EXAMPLES = {
+    "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
+             "  supernas space show bignas --yaml > bignas.yaml",
+    "search": "examples:\n  supernas search recipes/fmnist_random.yaml\n"
+              "  supernas search recipes/fmnist_random.yaml --set search.budget_macs=4e6 "
+              "--set train.epochs=2\n  supernas search --resume runs/20261122-120000-fmnist_small-random",
+    "train": "examples:\n  supernas train --arch runs/RUN/arch.json recipes/fmnist_random.yaml\n"
+             "  torchrun --nproc_per_node 2 -m supernas train --arch arch.json --set device=cpu",
+    "eval": "example:\n  supernas eval runs/RUN",
+    "export": "examples:\n  supernas export runs/RUN --format onnx\n"
+              "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
+    "report": "example:\n  supernas report runs/RUN",
+}
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", nargs="?", help="recipe YAML (see recipes/); defaults otherwise")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=2")
+    parser.add_argument("--data-dir", help="folder holding the data set (same as --set data.data_dir=)")
+    parser.add_argument("--run-dir", type=Path, help="where to write the run (default runs/...)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run from its last checkpoint")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supernas",
+        description="Hardware-aware neural architecture search of efficient CNNs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'supernas COMMAND --help' for each command's options and examples.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text,
+                                   epilog=EXAMPLES[name],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    space = command("space", "list the search spaces or show one as a table")
+    space.add_argument("action", choices=["list", "show"])
+    space.add_argument("name", nargs="?", help="space preset name or space YAML file")
+    space.add_argument("--yaml", action="store_true", help="print the space definition as YAML")
+
+    search = command("search", "search a space, train the found arch from scratch, export, report")
+    _add_run_options(search)
+
+    train = command("train", "train one arch (JSON) from scratch, evaluate, export, report")
+    train.add_argument("--arch", type=Path, required=True, help="arch JSON file")
+    _add_run_options(train)
+
+    evaluate = command("eval", "evaluate the trained model of a run on the test split")
+    evaluate.add_argument("run_dir", type=Path)
+
+    export = command("export", "export the trained model of a run")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", nargs="+", default=["onnx"],
+                        help="onnx, torchscript, torch-export, state-dict")
+    export.add_argument("--out", type=Path, help="output folder (default: the run directory)")
+
+    report = command("report", "rewrite the Markdown report of a run")
+    report.add_argument("run_dir", type=Path)
+    return parser
+
+
+def _space(args) -> None:
+    from supernas.api import resolve_space
+    from supernas.space import SPACES
+    from supernas.space.show import describe
+
+    if args.action == "list":
+        for name in SPACES.names():
+            print(f"{name:18s} {SPACES.get(name)().description}")
+        return
+    if not args.name:
+        raise SupernasError("space show needs a space name; see 'supernas space list'")
+    space = resolve_space(args.name)
+    if args.yaml:
+        import yaml
+
+        print(yaml.safe_dump(space.to_dict(), sort_keys=False), end="")
+    else:
+        print(describe(space))
+
+
+def _config(args):
+    from supernas.api import read_config
+    from supernas.recipe import load_run_config
+
+    if args.resume is not None:
+        if args.recipe or args.overrides or args.data_dir:
+            raise SupernasError("--resume continues a run with its own config.yaml; drop the recipe and --set")
+        return read_config(args.resume), args.resume, True
+    overrides = list(args.overrides)
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    return load_run_config(args.recipe, overrides), args.run_dir, False
+
+
+def _print_result(result) -> None:
+    print(f"arch:      {result.arch}")
+    print(f"cost:      {result.macs / 1e6:.2f}M MACs, {result.params / 1e6:.3f}M params "
+          f"at {result.arch.resolution}px")
+    print(f"test top-1: {100 * result.test_top1:.2f}%")
+    print(f"run dir:   {result.run_dir}")
+    print(f"arch JSON: {result.run_dir / 'arch.json'}")
+    for name, info in result.exports.items():
+        print(f"export:    {info['path']} ({name})")
+    print(f"report:    {result.report}")
+
+
+def _dispatch(args) -> None:
+    from supernas import api
+
+    if args.command == "space":
+        _space(args)
+    elif args.command in ("search", "train"):
+        cfg, run_dir, resume = _config(args)
+        if args.command == "search":
+            result = api.search(cfg, run_dir, resume)
+        else:
+            result = api.train(cfg, args.arch, run_dir, resume)
+        if result.report is not None:
+            _print_result(result)
+    elif args.command == "eval":
+        result = api.evaluate(args.run_dir)
+        print(f"test top-1: {100 * result['test/top1']:.2f}%  loss {result['test/loss']:.4f}")
+    elif args.command == "export":
+        for name, info in api.export(args.run_dir, args.format, args.out).items():
+            print(f"{name}: {info['path']} (max relative difference {info['max_rel_diff']:.1e})")
+    elif args.command == "report":
+        print(api.report(args.run_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+    )
+    try:
+        _dispatch(args)
+    except SupernasError as error:
+        print(f"supernas: error: {error}", file=sys.stderr)
+        return 2
+    return 0
