@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import random
 import time
 
 import torch
+from _common import hardware
 from torch.utils.flop_counter import FlopCounterMode
 
 from supernas.cost.macs import arch_cost
@@ -61,13 +61,16 @@ def main() -> None:
     archs = 20 if args.quick else args.archs
     start = time.perf_counter()
     results = [check_space(name, archs, args.full, args.seed) for name in SPACES.names()]
-    print(json.dumps({
-        "benchmark": "cost_model",
-        "hardware": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
-        "torch": torch.__version__,
-        "results": results,
-        "wall_s": round(time.perf_counter() - start, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "cost_model",
+                "hardware": hardware(),
+                "results": results,
+                "wall_s": round(time.perf_counter() - start, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,18 @@ from supernas.space import Arch, SearchSpace, arch_from_json, get_space
 from supernas.space.space import SearchSpace as _Space
 from supernas.strategies import STRATEGIES, SearchContext
 from supernas.train import (
-    ClassifierTask, DistEnv, LoopConfig, SearchTask, cosine_with_warmup, evaluate_model,
-    init_distributed, load_checkpoint, param_groups, resolve_device, run_loop,
+    ClassifierTask,
+    DistEnv,
+    LoopConfig,
+    SearchTask,
+    cleanup,
+    cosine_with_warmup,
+    evaluate_model,
+    init_distributed,
+    load_checkpoint,
+    param_groups,
+    resolve_device,
+    run_loop,
 )
 from supernas.train.checkpoint import atomic_write_text
 
@@ -70,14 +80,17 @@ def resolve_space(name: str) -> SearchSpace:
     return get_space(name)
 
 
-def new_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
+def new_run_dir(cfg: RunConfig, kind: str, root: Path = Path("runs")) -> Path:
+    """``runs/<time>-<space>-<kind>``, kind being the strategy or "train"."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return root / f"{stamp}-{Path(cfg.space).stem}-{cfg.search.strategy}"
+    return root / f"{stamp}-{Path(cfg.space).stem}-{kind}"
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    atomic_write_text(
+        run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+    )
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -93,7 +106,8 @@ def _check_data_fits(space: SearchSpace, data: DataBundle) -> None:
     if data.in_channels != space.in_channels or data.num_classes != space.num_classes:
         raise ConfigError(
             f"space {space.name} expects {space.in_channels}-channel images in "
-            f"{space.num_classes} classes; the data set has {data.in_channels} and {data.num_classes}"
+            f"{space.num_classes} classes; the data set has {data.in_channels} channels and "
+            f"{data.num_classes} classes"
         )
 
 
@@ -102,7 +116,9 @@ def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env:
     strategy_cls = STRATEGIES.get(search.strategy)
     options = from_dict(strategy_cls.Config, search.options, "search.options")
     optimizer = torch.optim.SGD(
-        param_groups(supernet, search.weight_decay), lr=search.lr, momentum=search.momentum,
+        param_groups(supernet, search.weight_decay),
+        lr=search.lr,
+        momentum=search.momentum,
         nesterov=search.momentum > 0,
     )
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
@@ -122,8 +138,14 @@ def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env:
     return strategy_cls(supernet, options, context)
 
 
-def run_search_phase(cfg: RunConfig, space: SearchSpace, run_dir: Path, resume: bool,
-                     env: DistEnv, device: torch.device) -> tuple[Arch, list[dict]]:
+def run_search_phase(
+    cfg: RunConfig,
+    space: SearchSpace,
+    run_dir: Path,
+    resume: bool,
+    env: DistEnv,
+    device: torch.device,
+) -> tuple[Arch, list[dict]]:
     """Trains the supernet with the strategy and derives an arch (skipped if already done)."""
     arch_path = run_dir / "arch.json"
     if resume and arch_path.is_file():
@@ -142,8 +164,16 @@ def run_search_phase(cfg: RunConfig, space: SearchSpace, run_dir: Path, resume: 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         strategy.context.weight_optimizer, cosine_with_warmup(steps)
     )
-    loop = LoopConfig(epochs=cfg.search.epochs, seed=cfg.seed, desc="search")
-    run_loop(SearchTask(strategy, scheduler), loader, loop, run_dir / "search", resume=resume, env=env)
+    loop = LoopConfig(
+        epochs=cfg.search.epochs,
+        seed=cfg.seed,
+        log_every=cfg.search.log_every,
+        checkpoint_every=cfg.search.checkpoint_every,
+        desc="search",
+    )
+    run_loop(
+        SearchTask(strategy, scheduler), loader, loop, run_dir / "search", resume=resume, env=env
+    )
     arch = strategy.derive()
     candidates = getattr(strategy, "candidates", [])
     if env.is_main:
@@ -152,8 +182,15 @@ def run_search_phase(cfg: RunConfig, space: SearchSpace, run_dir: Path, resume: 
     return arch, candidates
 
 
-def train_arch(cfg: RunConfig, space: SearchSpace, arch: Arch, run_dir: Path, resume: bool,
-               env: DistEnv, device: torch.device) -> tuple[torch.nn.Module, dict[str, float]]:
+def train_arch(
+    cfg: RunConfig,
+    space: SearchSpace,
+    arch: Arch,
+    run_dir: Path,
+    resume: bool,
+    env: DistEnv,
+    device: torch.device,
+) -> tuple[torch.nn.Module, dict[str, float]]:
     """Trains ``arch`` from scratch on the weight split (arch split for validation), then
     evaluates it once on the test split."""
     data = build_data(cfg.data, resolution=arch.resolution)
@@ -162,8 +199,13 @@ def train_arch(cfg: RunConfig, space: SearchSpace, arch: Arch, run_dir: Path, re
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     val_loader = data.loader(data.arch, train=False, seed=cfg.seed)
     task = ClassifierTask(model, cfg.train, len(loader), val_loader, device, data.batch_size, env)
-    loop = LoopConfig(epochs=cfg.train.epochs, seed=cfg.seed, log_every=cfg.train.log_every,
-                      checkpoint_every=cfg.train.checkpoint_every, desc="train")
+    loop = LoopConfig(
+        epochs=cfg.train.epochs,
+        seed=cfg.seed,
+        log_every=cfg.train.log_every,
+        checkpoint_every=cfg.train.checkpoint_every,
+        desc="train",
+    )
     run_loop(task, loader, loop, run_dir / "train", resume=resume, env=env)
     test_loader = data.loader(data.test, train=False, seed=cfg.seed)
     test = evaluate_model(task.eval_model, test_loader, device, cfg.train.amp)
@@ -173,23 +215,41 @@ def train_arch(cfg: RunConfig, space: SearchSpace, arch: Arch, run_dir: Path, re
 def _arch_rows(space: SearchSpace, arch: Arch) -> list[dict]:
     rows = []
     for index, (spec, block) in enumerate(zip(space.blocks, arch.blocks, strict=True)):
-        rows.append({"block": index, "stage": spec.stage, "stride": spec.stride,
-                     **(block.to_dict() if block.present else {"present": False})})
+        rows.append(
+            {
+                "block": index,
+                "stage": spec.stage,
+                "stride": spec.stride,
+                **(block.to_dict() if block.present else {"present": False}),
+            }
+        )
     return rows
 
 
-def finish(cfg: RunConfig, space: SearchSpace, arch: Arch, model: torch.nn.Module,
-           test: dict[str, float], run_dir: Path, extra: dict[str, Any],
-           candidates: list[dict]) -> RunResult:
+def finish(
+    cfg: RunConfig,
+    space: SearchSpace,
+    arch: Arch,
+    model: torch.nn.Module,
+    test: dict[str, float],
+    run_dir: Path,
+    extra: dict[str, Any],
+    candidates: list[dict],
+) -> RunResult:
     """Exports the model, writes summary.json and the report (rank 0 only)."""
     cost = arch_cost(space, arch)
     example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
     exports = export_model(model, example, run_dir, cfg.export)
     summary = {
-        "space": space.name, "strategy": cfg.search.strategy, "arch": str(arch),
-        "resolution": arch.resolution, "macs_M": round(cost.macs / 1e6, 3),
-        "params_M": round(cost.params / 1e6, 4), "test_top1": round(test["test/top1"], 4),
-        **extra, **{f"export_{k}": v["path"] for k, v in exports.items()},
+        "space": space.name,
+        "strategy": cfg.search.strategy,
+        "arch": str(arch),
+        "resolution": arch.resolution,
+        "macs_M": round(cost.macs / 1e6, 3),
+        "params_M": round(cost.params / 1e6, 4),
+        "test_top1": round(test["test/top1"], 4),
+        **extra,
+        **{f"export_{k}": v["path"] for k, v in exports.items()},
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
@@ -199,32 +259,51 @@ def finish(cfg: RunConfig, space: SearchSpace, arch: Arch, model: torch.nn.Modul
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
     env = init_distributed()
+    try:
+        return _search(cfg, run_dir, resume, env)
+    finally:
+        cleanup(env)
+
+
+def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) -> RunResult:
     seed_everything(cfg.seed)
     space = resolve_space(cfg.space)
     device = resolve_device(cfg.device, env)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg, cfg.search.strategy)
     if env.is_main and not resume:
         write_config(run_dir, cfg)
     start = time.perf_counter()
     arch, candidates = run_search_phase(cfg, space, run_dir, resume, env, device)
     searched = time.perf_counter()
     model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
-    times = {"search_s": round(searched - start, 1), "train_s": round(time.perf_counter() - searched, 1)}
+    times = {
+        "search_s": round(searched - start, 1),
+        "train_s": round(time.perf_counter() - searched, 1),
+    }
     if not env.is_main:
         return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
     return finish(cfg, space, arch, model, test, run_dir, times, candidates)
 
 
-def train(cfg: RunConfig, arch_path: Path, run_dir: Path | None = None,
-          resume: bool = False) -> RunResult:
+def train(
+    cfg: RunConfig, arch_path: Path, run_dir: Path | None = None, resume: bool = False
+) -> RunResult:
     """Trains a given arch (JSON) from scratch, evaluates, exports and reports."""
     env = init_distributed()
+    try:
+        return _train(cfg, arch_path, run_dir, resume, env)
+    finally:
+        cleanup(env)
+
+
+def _train(
+    cfg: RunConfig, arch_path: Path, run_dir: Path | None, resume: bool, env: DistEnv
+) -> RunResult:
     seed_everything(cfg.seed)
     space = resolve_space(cfg.space)
     arch = load_arch(space, Path(arch_path))
     device = resolve_device(cfg.device, env)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg).with_name(
-        new_run_dir(cfg).name.replace(cfg.search.strategy, "train"))
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg, "train")
     if env.is_main and not resume:
         write_config(run_dir, cfg)
         atomic_write_text(run_dir / "arch.json", arch.to_json())
@@ -252,7 +331,9 @@ def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.
     model = build_model(space, arch)
     state = load_checkpoint(run_dir / "train" / "checkpoint.pt")
     task_state = state["task"]
-    model.load_state_dict(task_state["ema"]["module"] if "ema" in task_state else task_state["model"])
+    model.load_state_dict(
+        task_state["ema"]["module"] if "ema" in task_state else task_state["model"]
+    )
     return cfg, space, arch, model
 
 

@@ -15,27 +15,39 @@ from supernas.errors import SupernasError
 
 EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
-             "  supernas space show bignas --yaml > bignas.yaml",
+    "  supernas space show bignas --yaml > bignas.yaml",
     "search": "examples:\n  supernas search recipes/fmnist_random.yaml\n"
-              "  supernas search recipes/fmnist_random.yaml --set search.budget_macs=4e6 "
-              "--set train.epochs=2\n  supernas search --resume runs/20261122-120000-fmnist_small-random",
+    "  supernas search recipes/fmnist_random.yaml --set search.budget_macs=4e6 "
+    "--set train.epochs=2\n  supernas search --resume runs/20261122-120000-fmnist_small-random",
     "train": "examples:\n  supernas train --arch runs/RUN/arch.json recipes/fmnist_random.yaml\n"
-             "  torchrun --nproc_per_node 2 -m supernas train --arch arch.json --set device=cpu",
+    "  torchrun --nproc_per_node 2 -m supernas train --arch arch.json --set device=cpu",
     "eval": "example:\n  supernas eval runs/RUN",
     "export": "examples:\n  supernas export runs/RUN --format onnx\n"
-              "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
+    "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
     "report": "example:\n  supernas report runs/RUN",
 }
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", help="recipe YAML (see recipes/); defaults otherwise")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=2")
-    parser.add_argument("--data-dir", help="folder holding the data set (same as --set data.data_dir=)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. train.epochs=2",
+    )
+    parser.add_argument(
+        "--data-dir", help="folder holding the data set (same as --set data.data_dir=)"
+    )
     parser.add_argument("--run-dir", type=Path, help="where to write the run (default runs/...)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue an interrupted run from its last checkpoint")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text,
-                                   epilog=EXAMPLES[name],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     space = command("space", "list the search spaces or show one as a table")
     space.add_argument("action", choices=["list", "show"])
@@ -62,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(search)
 
     train = command("train", "train one arch (JSON) from scratch, evaluate, export, report")
-    train.add_argument("--arch", type=Path, required=True, help="arch JSON file")
+    train.add_argument("--arch", type=Path, help="arch JSON file (not with --resume)")
     _add_run_options(train)
 
     evaluate = command("eval", "evaluate the trained model of a run on the test split")
@@ -70,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = command("export", "export the trained model of a run")
     export.add_argument("run_dir", type=Path)
-    export.add_argument("--format", nargs="+", default=["onnx"],
-                        help="onnx, torchscript, torch-export, state-dict")
+    export.add_argument(
+        "--format", nargs="+", default=["onnx"], help="onnx, torchscript, torch-export, state-dict"
+    )
     export.add_argument("--out", type=Path, help="output folder (default: the run directory)")
 
     report = command("report", "rewrite the Markdown report of a run")
@@ -105,7 +122,9 @@ def _config(args):
 
     if args.resume is not None:
         if args.recipe or args.overrides or args.data_dir:
-            raise SupernasError("--resume continues a run with its own config.yaml; drop the recipe and --set")
+            raise SupernasError(
+                "--resume continues a run with its own config.yaml; drop the recipe and --set"
+            )
         return read_config(args.resume), args.resume, True
     overrides = list(args.overrides)
     if args.data_dir is not None:
@@ -115,8 +134,10 @@ def _config(args):
 
 def _print_result(result) -> None:
     print(f"arch:      {result.arch}")
-    print(f"cost:      {result.macs / 1e6:.2f}M MACs, {result.params / 1e6:.3f}M params "
-          f"at {result.arch.resolution}px")
+    print(
+        f"cost:      {result.macs / 1e6:.2f}M MACs, {result.params / 1e6:.3f}M params "
+        f"at {result.arch.resolution}px"
+    )
     print(f"test top-1: {100 * result.test_top1:.2f}%")
     print(f"run dir:   {result.run_dir}")
     print(f"arch JSON: {result.run_dir / 'arch.json'}")
@@ -135,7 +156,10 @@ def _dispatch(args) -> None:
         if args.command == "search":
             result = api.search(cfg, run_dir, resume)
         else:
-            result = api.train(cfg, args.arch, run_dir, resume)
+            if args.arch is None and not resume:
+                raise SupernasError("train needs --arch ARCH.json (or --resume RUN_DIR)")
+            arch_path = run_dir / "arch.json" if resume else args.arch
+            result = api.train(cfg, arch_path, run_dir, resume)
         if result.report is not None:
             _print_result(result)
     elif args.command == "eval":
@@ -152,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
     )
     try:
         _dispatch(args)

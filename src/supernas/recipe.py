@@ -12,7 +12,6 @@ from supernas.export import FORMATS as EXPORT_FORMATS
 from supernas.train import TrainConfig
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """How the supernet is searched (each strategy's ``Config`` lists its ``options``)."""
@@ -25,6 +24,8 @@ class SearchConfig:
     budget_macs: float | None = None  # the derived arch must cost at most this (exact MACs)
     arch_eval_batches: int | None = 20  # arch-split batches to evaluate one candidate (None: all)
     limit_train: int | None = None  # search on this many training images (None: data.limit_train)
+    log_every: int = 10
+    checkpoint_every: int = 100  # steps between mid-epoch checkpoints
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 

@@ -19,18 +19,57 @@ def _attention(options) -> str:
 
 def describe(space: SearchSpace) -> str:
     """Rows per block, then the space's totals (archs, MAC and parameter range)."""
-    header = ("block", "stage", "stride", "out_channels", "expansion", "kernel", "attention",
-              "activation", "skippable")
-    rows = [("stem", "-", str(space.stem.stride), _fmt(space.stem.out_channels), "-",
-             str(space.stem.kernel_size), "-", space.stem.activation, "no")]
+    header = (
+        "block",
+        "stage",
+        "stride",
+        "out_channels",
+        "expansion",
+        "kernel",
+        "attention",
+        "activation",
+        "skippable",
+    )
+    rows = [
+        (
+            "stem",
+            "-",
+            str(space.stem.stride),
+            _fmt(space.stem.out_channels),
+            "-",
+            str(space.stem.kernel_size),
+            "-",
+            space.stem.activation,
+            "no",
+        )
+    ]
     for index, block in enumerate(space.blocks):
-        rows.append((
-            str(index), str(block.stage), str(block.stride), _fmt(block.out_channels),
-            _fmt(block.expansions), _fmt(block.kernel_sizes), _attention(block.attentions),
-            ",".join(block.activations), "yes" if block.optional else "no",
-        ))
-    rows.append(("head", "-", "1", _fmt(space.head.hidden_channels), "-", "1", "-",
-                 space.head.activation, "no"))
+        rows.append(
+            (
+                str(index),
+                str(block.stage),
+                str(block.stride),
+                _fmt(block.out_channels),
+                _fmt(block.expansions),
+                _fmt(block.kernel_sizes),
+                _attention(block.attentions),
+                ",".join(block.activations),
+                "yes" if block.optional else "no",
+            )
+        )
+    rows.append(
+        (
+            "head",
+            "-",
+            "1",
+            _fmt(space.head.hidden_channels),
+            "-",
+            "1",
+            "-",
+            space.head.activation,
+            "no",
+        )
+    )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     small, big = arch_cost(space, smallest(space)), arch_cost(space, biggest(space))

@@ -67,8 +67,12 @@ class RandomSearch(Strategy):
         context, best, best_acc = self.context, None, -1.0
         self.candidates = []
         for arch in self._candidates():
-            calibration = itertools.islice(context.calibration_batches(), self.config.calibration_batches)
-            accuracy = evaluate_child(self.supernet, arch, calibration, context.arch_batches(), context.device)
+            calibration = itertools.islice(
+                context.calibration_batches(), self.config.calibration_batches
+            )
+            accuracy = evaluate_child(
+                self.supernet, arch, calibration, context.arch_batches(), context.device
+            )
             cost = context.cost(arch)
             self.candidates.append(
                 {"arch": str(arch), "macs": cost.macs, "params": cost.params, "arch_top1": accuracy}

@@ -1,0 +1,115 @@
+"""Every user mistake exits with code 2 and one line on stderr, never a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from runs import cli_env
+from supernas.cli import main
+from supernas.train.checkpoint import save_checkpoint
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("supernas: error: ") and "\n" not in err, err
+    return err
+
+
+def test_unknown_space(capsys):
+    assert "unknown space 'imagenet_huge'" in _error(capsys, ["space", "show", "imagenet_huge"])
+
+
+def test_unknown_strategy(capsys):
+    assert "unknown strategy 'darts'" in _error(
+        capsys, ["search", "--set", "search.strategy=darts", "--set", "data.name=synthetic"]
+    )
+
+
+def test_bad_recipe_key(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  epochz: 3\n")
+    err = _error(capsys, ["search", str(recipe)])
+    assert f"{recipe}: unknown key 'train.epochz'" in err
+
+
+def test_bad_value_type(capsys):
+    assert "train.epochs = 'many' is not int" in _error(
+        capsys, ["search", "--set", "train.epochs=many"]
+    )
+
+
+def test_malformed_recipe(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: [1, 2\n")
+    assert "is not valid YAML" in _error(capsys, ["search", str(recipe)])
+
+
+def test_missing_data_set(tmp_path, capsys):
+    err = _error(
+        capsys, ["search", "--set", "data.name=cifar10", "--data-dir", str(tmp_path / "none")]
+    )
+    assert "cifar10" in err.lower()
+
+
+def test_missing_fashion_mnist_lists_where_it_looked(tmp_path, capsys, monkeypatch):
+    from supernas.data import fashion_mnist
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setattr(fashion_mnist, "FashionMNIST", offline)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    err = _error(capsys, ["search", "--data-dir", str(tmp_path / "nowhere")])
+    assert str(tmp_path / "nowhere") in err and str(tmp_path / "debian") in err
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "train").mkdir(parents=True)
+    (run / "config.yaml").write_text("space: fmnist_small\n")
+    from supernas.space import get_space, smallest
+
+    (run / "arch.json").write_text(smallest(get_space("fmnist_small")).to_json())
+    (run / "train" / "checkpoint.pt").write_bytes(b"\x00garbage")
+    assert "corrupt" in _error(capsys, ["eval", str(run)])
+    save_checkpoint(run / "train" / "checkpoint.pt", {"step": 1})
+    assert main(["eval", str(run)]) == 2
+
+
+def test_arch_from_another_space(tmp_path, capsys):
+    from supernas.space import get_space, smallest
+
+    arch = tmp_path / "a.json"
+    arch.write_text(smallest(get_space("cifar_small")).to_json())
+    assert "belongs to space 'cifar_small'" in _error(capsys, ["train", "--arch", str(arch)])
+
+
+def test_budget_below_smallest_child(capsys):
+    err = _error(
+        capsys, ["search", "--set", "search.budget_macs=1000", "--set", "data.name=synthetic"]
+    )
+    assert "below the smallest child" in err
+
+
+def test_no_traceback_in_a_real_process(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "supernas", "space", "show", "nope"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("command", ["space", "search", "train", "eval", "export", "report"])
+def test_every_command_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "example" in capsys.readouterr().out
