@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from supernas.nn.blocks import Head, MBConv, Stem
 from supernas.nn.network import Network
 from supernas.space.arch import Arch
-from supernas.space.plan import NetPlan, plan
+from supernas.space.plan import BlockPlan, NetPlan, plan
 from supernas.space.space import BlockSpec, SearchSpace
 
 
@@ -64,3 +66,14 @@ class Supernet(Network):
     def forward(self, x: Tensor, arch: Arch | NetPlan) -> Tensor:
         net = arch if isinstance(arch, NetPlan) else plan(self.space, arch)
         return self.run(resize(x, net.resolution), net)
+
+    def candidate_outputs(
+        self, index: int, x: Tensor, candidates: Sequence[BlockPlan | None]
+    ) -> list[Tensor]:
+        """Block ``index`` run on the same input under each candidate (None: skipped block).
+
+        This is what path-level methods need (ProxylessNAS's binary gates weight these
+        outputs); candidates must agree on the output width to be combined.
+        """
+        block = self.blocks[index]
+        return [x if plan is None else block(x, plan) for plan in candidates]
