@@ -147,8 +147,8 @@ def proxyless_mobile() -> SearchSpace:
     Stem 3x3/2 to 32, a fixed MBConv1 k3 to 16, then stages of widths 32, 40, 80, 96, 192, 320
     with 4, 4, 4, 4, 4, 1 blocks and first strides 2, 2, 2, 1, 2, 1. The released
     ProxylessNAS-Mobile model (``proxyless_mobile.config``) and NNI use 32 for the first stage;
-    the search code's default is 24. With 32 the released model is a child of this space. Each mixed block chooses
-    kernel {3, 5, 7} x expansion {3, 6}; the zero op (a skippable block) exists where stride is
+    the search code's default is 24. With 32 the released model is a child of this space.
+    Each mixed block chooses kernel {3, 5, 7} x expansion {3, 6}; the zero op (a skippable block) exists where stride is
     1 and widths match. Head 1x1 to 1280, ReLU6. Hidden widths are ``round(C_in * e)``
     (no rounding to 8). Separate depthwise weights per kernel size; the reference also keeps
     separate expand/project weights per (kernel, expansion) candidate, which ours share.
@@ -237,14 +237,27 @@ def _fbnetv2_f(name: str, attentions: tuple[int, ...], description: str) -> Sear
     for index, (n, stride, low, high, step) in enumerate(_FBNETV2_F_ROWS, start=1):
         widths = tuple(range(low, high + 1, step))
         blocks += stage(
-            index, n, stride, widths, (0.75, 1.5, 2.25, 3.0, 3.75, 4.5, 6.0), (3, 5),
-            min_depth=1, attentions=attentions, activations=_FBNET_ACTS,
+            index,
+            n,
+            stride,
+            widths,
+            (0.75, 1.5, 2.25, 3.0, 3.75, 4.5, 6.0),
+            (3, 5),
+            min_depth=1,
+            attentions=attentions,
+            activations=_FBNET_ACTS,
         )
     return SearchSpace(
-        name=name, in_channels=3, num_classes=1000, resolutions=(128, 160, 192, 224),
-        stem=StemSpec(out_channels=(16,), stride=2, activation="hswish"), blocks=tuple(blocks),
+        name=name,
+        in_channels=3,
+        num_classes=1000,
+        resolutions=(128, 160, 192, 224),
+        stem=StemSpec(out_channels=(16,), stride=2, activation="hswish"),
+        blocks=tuple(blocks),
         head=HeadSpec(hidden_channels=(1984,), activation="hswish"),
-        kernel_sharing="separate", width_rounding="mobile_vision", width_divisor=8,
+        kernel_sharing="separate",
+        width_rounding="mobile_vision",
+        width_divisor=8,
         description=description,
     )
 
