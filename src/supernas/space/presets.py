@@ -145,11 +145,11 @@ def proxyless_mobile() -> SearchSpace:
     """ProxylessNAS's mobile space (Cai et al., ICLR 2019; reference `super_proxyless.py`).
 
     Stem 3x3/2 to 32, a fixed MBConv1 k3 to 16, then stages of widths 32, 40, 80, 96, 192, 320
-    with 4, 4, 4, 4, 4, 1 blocks and first strides 2, 2, 2, 1, 2, 1. The released
-    ProxylessNAS-Mobile model (``proxyless_mobile.config``) and NNI use 32 for the first stage;
-    the search code's default is 24. With 32 the released model is a child of this space.
-    Each mixed block chooses kernel {3, 5, 7} x expansion {3, 6}; the zero op (a skippable block) exists where stride is
-    1 and widths match. Head 1x1 to 1280, ReLU6. Hidden widths are ``round(C_in * e)``
+    with 4, 4, 4, 4, 4, 1 blocks and first strides 2, 2, 2, 1, 2, 1. The released ProxylessNAS-
+    Mobile model (``proxyless_mobile.config``) and NNI use 32 for the first stage; the search
+    code's default is 24. With 32 the released model is a child of this space. Each mixed block
+    chooses kernel {3, 5, 7} x expansion {3, 6}; the zero op (a skippable block) exists where
+    stride is 1 and widths match. Head 1x1 to 1280, ReLU6. Hidden widths are ``round(C_in * e)``
     (no rounding to 8). Separate depthwise weights per kernel size; the reference also keeps
     separate expand/project weights per (kernel, expansion) candidate, which ours share.
     """
