@@ -1,107 +1,187 @@
-"""Export a standalone model so that it runs without supernas.
+"""Export a standalone model so that it runs without supernas, and check every copy.
 
-Formats: ``state-dict`` (safetensors weights), ``torchscript`` (traced, reloaded and compared;
-deprecated by PyTorch but still what many deployment stacks load), ``torch-export`` (a
-``torch.export`` program, ``.pt2``) and ``onnx`` (checked with onnxruntime against PyTorch). Every file is
-written atomically; a format that disagrees with PyTorch raises `ExportError` with the gap.
+Formats: ``state-dict`` (safetensors weights), ``torchscript`` (traced; deprecated by PyTorch
+but still what many deployment stacks load), ``torch-export`` (a ``torch.export`` program,
+``.pt2``) and ``onnx`` (run by onnxruntime). Each file is written atomically, read back and run
+at two batch sizes against the PyTorch model in eval mode; a copy that disagrees by more than
+`TOLERANCE` raises `ExportError` with the gap. The caller's model is left untouched.
+
+ONNX goes through the TorchScript-based exporter (``dynamo=False``): the torch.export-based one
+needs ``onnxscript``, which supernas does not depend on. Both give a dynamic batch axis.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import torch
+from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
-from torch import nn
+from torch import Tensor, nn
 
 from supernas.errors import ExportError
 from supernas.train.checkpoint import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript", "torch-export", "state-dict")
-TOLERANCE = 1e-4  # max |difference| relative to the largest |output|
+FILENAMES = {
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+    "torch-export": "model.pt2",
+    "state-dict": "model.safetensors",
+}
+TOLERANCE = 1e-4  # max |difference| / max(1, max |output|)
+ONNX_OPSET = 17  # HardSwish needs 14; 17 loads in every runtime released since 2022
 
 
-def _check_close(name: str, reference: torch.Tensor, other: torch.Tensor) -> float:
-    scale = max(reference.abs().max().item(), 1.0)
-    gap = (reference - torch.as_tensor(other)).abs().max().item() / scale
-    if gap > TOLERANCE:
-        raise ExportError(f"{name} output differs from PyTorch by {gap:.2e} (tolerance {TOLERANCE})")
-    return gap
+class ExportResult(TypedDict):
+    path: str  # a string so that summaries stay JSON
+    max_rel_diff: float  # largest gap seen over both checked batch sizes
 
 
-def export_state_dict(model: nn.Module, path: Path) -> float:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def export_model(
+    model: nn.Module, example_input: Tensor, out_dir: Path, formats: Sequence[str]
+) -> dict[str, ExportResult]:
+    """Writes each of ``formats`` into ``out_dir`` and checks it against ``model``.
+
+    ``example_input`` is one batch at the model's resolution; the copies are checked on it and
+    on a batch twice its size, so a batch size baked into a graph is caught here.
+
+    Returns:
+        ``{"onnx": {"path": ".../model.onnx", "max_rel_diff": 3.1e-07}, ...}``
+    """
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown:
+        raise ExportError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    model = copy.deepcopy(model).cpu().eval()
+    example = example_input.detach().cpu()
+    writers: dict[str, Callable[[nn.Module, Tensor, Path], float]] = {
+        "onnx": export_onnx,
+        "torchscript": export_torchscript,
+        "torch-export": export_program,
+        "state-dict": export_state_dict,
+    }
+    results: dict[str, ExportResult] = {}
+    for name in dict.fromkeys(formats):  # drops repeats, keeps the order
+        path = Path(out_dir) / FILENAMES[name]
+        results[name] = {"path": str(path), "max_rel_diff": writers[name](model, example, path)}
+    return results
+
+
+def export_state_dict(model: nn.Module, example: Tensor, path: Path) -> float:
+    """Weights and buffers as safetensors; reloaded and compared bit for bit."""
+    # clone: safetensors refuses tensors that share storage (views cut out of a supernet)
+    tensors = {key: value.detach().clone() for key, value in model.state_dict().items()}
     atomic_write_bytes(path, lambda file: file.write(safetensors_bytes(tensors)))
+    reloaded = load_file(path)
+    for key, tensor in tensors.items():
+        if not torch.equal(reloaded[key], tensor):
+            raise ExportError(f"{path}: tensor {key!r} changed when read back")
     return 0.0
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> float:
+def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> float:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # jit is deprecated, still widely loaded
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # widths are fixed: fine
-        traced = torch.jit.trace(model, example)
+        # jit is deprecated but still widely loaded; a baked-in shape is caught by the check
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example, check_trace=False)  # compared below
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
         atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
         reloaded = torch.jit.load(str(path))
-    with torch.no_grad():
-        return _check_close("TorchScript", model(example), reloaded(example))
+    return _compare("TorchScript", model, example, reloaded)
 
 
-def export_program(model: nn.Module, example: torch.Tensor, path: Path) -> float:
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+def export_program(model: nn.Module, example: Tensor, path: Path) -> float:
+    """A ``torch.export`` program with a dynamic batch axis."""
+    # a batch of one would make torch.export specialise the batch axis to 1
+    traced_on = _bigger_batch(example)
+    try:
+        program = torch.export.export(
+            model, (traced_on,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+        )
+    except Exception as error:  # torch raises many types for untraceable code
+        raise ExportError(f"torch.export failed: {_first_line(error)}") from error
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
-    reloaded = torch.export.load(str(path)).module()
-    with torch.no_grad():
-        return _check_close("torch.export", model(example), reloaded(example))
+    return _compare("torch.export", model, example, torch.export.load(str(path)).module())
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> float:
+def export_onnx(model: nn.Module, example: Tensor, path: Path) -> float:
     try:
         import onnxruntime
     except ImportError:
-        raise ExportError("ONNX export needs onnx and onnxruntime: pip install 'supernas[export]'") from None
+        raise ExportError(
+            "ONNX export needs onnx and onnxruntime: pip install 'supernas[export]'"
+        ) from None
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # widths are fixed: fine
-        torch.onnx.export(
-            model, (example,), buffer, input_names=["images"], output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-        )
+        # the legacy exporter warns that it is legacy; a baked-in shape is caught by the check
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        except Exception as error:  # an op without an ONNX symbolic, and the like
+            raise ExportError(f"ONNX export failed: {_first_line(error)}") from error
     atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(batch: Tensor) -> Tensor:
+        try:
+            (logits,) = session.run(None, {"images": batch.numpy()})
+        except Exception as error:  # onnxruntime's errors have no common public base
+            raise ExportError(
+                f"ONNX model fails at batch size {len(batch)}: {_first_line(error)}"
+            ) from error
+        return torch.from_numpy(logits)
+
+    return _compare("ONNX", model, example, run)
+
+
+def _compare(name: str, model: nn.Module, example: Tensor, run_copy: Callable) -> float:
+    """The largest relative gap between ``model`` and its copy over two batch sizes."""
     gap = 0.0
-    for batch in (example, torch.cat([example, example.flip(0)])):
-        (logits,) = session.run(None, {"images": batch.numpy()})
+    for batch in (example, _bigger_batch(example)):
         with torch.no_grad():
-            gap = max(gap, _check_close("ONNX", model(batch), logits))
+            reference, output = model(batch), run_copy(batch)
+        if output.shape != reference.shape:
+            raise ExportError(
+                f"{name} output at batch size {len(batch)} has shape {tuple(output.shape)}, "
+                f"PyTorch {tuple(reference.shape)}"
+            )
+        scale = max(reference.abs().max().item(), 1.0)
+        batch_gap = (reference - output).abs().max().item() / scale
+        if not batch_gap <= TOLERANCE:  # `not <=` so that NaN fails too
+            raise ExportError(
+                f"{name} output at batch size {len(batch)} differs from PyTorch by "
+                f"{batch_gap:.2e} (tolerance {TOLERANCE:.0e}, relative to max(1, max |output|))"
+            )
+        gap = max(gap, batch_gap)
     return gap
 
 
-def export_model(
-    model: nn.Module, example: torch.Tensor, out_dir: Path, formats: Sequence[str]
-) -> dict[str, dict]:
-    """Writes each format into ``out_dir``; returns ``{format: {"path", "max_rel_diff"}}``."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ExportError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-    model = model.cpu().eval()
-    example = example.cpu()
-    writers = {
-        "state-dict": ("model.safetensors", lambda p: export_state_dict(model, p)),
-        "torchscript": ("model.torchscript.pt", lambda p: export_torchscript(model, example, p)),
-        "torch-export": ("model.pt2", lambda p: export_program(model, example, p)),
-        "onnx": ("model.onnx", lambda p: export_onnx(model, example, p)),
-    }
-    results = {}
-    for name in formats:
-        filename, write = writers[name]
-        path = Path(out_dir) / filename
-        results[name] = {"path": str(path), "max_rel_diff": write(path)}
-    return results
+def _bigger_batch(example: Tensor) -> Tensor:
+    """The example followed by its reverse: twice the batch size, different rows."""
+    return torch.cat([example, example.flip(0)])
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
