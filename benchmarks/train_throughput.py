@@ -29,7 +29,8 @@ from supernas.train.schedules import cosine_with_warmup
 
 def plain_loop(model, loader, cfg: TrainConfig) -> float:
     optimizer = build_optimizer(model, cfg, cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(len(loader)))
+    schedule = cosine_with_warmup(cfg.lr, len(loader), 0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
     start = time.perf_counter()
     for images, labels in loader:

@@ -16,20 +16,18 @@ import dataclasses
 import itertools
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
 from supernas.config import from_dict
 from supernas.cost.macs import arch_cost
 from supernas.data import DataBundle, build_data
-from supernas.errors import ConfigError
+from supernas.errors import CheckpointError, ConfigError
 from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.recipe import RunConfig
@@ -50,6 +48,7 @@ from supernas.train import (
     param_groups,
     resolve_device,
     run_loop,
+    seed_everything,
 )
 from supernas.train.checkpoint import atomic_write_text
 
@@ -65,12 +64,6 @@ class RunResult:
     test_top1: float
     exports: dict[str, Any]
     report: Path | None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def resolve_space(name: str) -> SearchSpace:
@@ -162,7 +155,7 @@ def run_search_phase(
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     steps = cfg.search.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        strategy.context.weight_optimizer, cosine_with_warmup(steps)
+        strategy.context.weight_optimizer, cosine_with_warmup(cfg.search.lr, steps, 0)
     )
     loop = LoopConfig(
         epochs=cfg.search.epochs,
@@ -258,7 +251,7 @@ def finish(
 
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
-    env = init_distributed()
+    env = init_distributed(cfg.device)
     try:
         return _search(cfg, run_dir, resume, env)
     finally:
@@ -289,7 +282,7 @@ def train(
     cfg: RunConfig, arch_path: Path, run_dir: Path | None = None, resume: bool = False
 ) -> RunResult:
     """Trains a given arch (JSON) from scratch, evaluates, exports and reports."""
-    env = init_distributed()
+    env = init_distributed(cfg.device)
     try:
         return _train(cfg, arch_path, run_dir, resume, env)
     finally:
@@ -329,11 +322,17 @@ def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.
     space = resolve_space(cfg.space)
     arch = load_arch(space, run_dir / "arch.json")
     model = build_model(space, arch)
-    state = load_checkpoint(run_dir / "train" / "checkpoint.pt")
-    task_state = state["task"]
-    model.load_state_dict(
-        task_state["ema"]["module"] if "ema" in task_state else task_state["model"]
-    )
+    path = run_dir / "train" / "checkpoint.pt"
+    task_state = load_checkpoint(path).get("task")
+    weights = None
+    if isinstance(task_state, dict):
+        weights = task_state["ema"]["module"] if "ema" in task_state else task_state.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {path} holds no trained model weights")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"checkpoint {path} does not match the arch in arch.json") from None
     return cfg, space, arch, model
 
 

@@ -8,11 +8,26 @@ from supernas.space import arch_from_choices, choices_of, get_space, smallest
 # searched blocks, None for a zero op. Published: 320.4M MACs ("FLOPs"), 4.08M parameters
 # (mit-han-lab/proxylessnas logs/imagenet_mobile_log.txt; pytorchcv asserts 4,080,512).
 PROXYLESS_MOBILE = [
-    (5, 3), (3, 3), None, None,
-    (7, 3), (3, 3), (5, 3), (5, 3),
-    (7, 6), (5, 3), (5, 3), (5, 3),
-    (5, 6), (5, 3), (5, 3), (5, 3),
-    (7, 6), (7, 6), (7, 3), (7, 3),
+    (5, 3),
+    (3, 3),
+    None,
+    None,
+    (7, 3),
+    (3, 3),
+    (5, 3),
+    (5, 3),
+    (7, 6),
+    (5, 3),
+    (5, 3),
+    (5, 3),
+    (5, 6),
+    (5, 3),
+    (5, 3),
+    (5, 3),
+    (7, 6),
+    (7, 6),
+    (7, 3),
+    (7, 3),
     (7, 6),
 ]
 

@@ -117,6 +117,11 @@ def arch_from_dict(space: SearchSpace, data: Any) -> Arch:
         raise ArchError("arch JSON must be an object")
     if data.get("format") != FORMAT:
         raise ArchError(f"arch JSON format {data.get('format')!r} is not {FORMAT}")
+    if data.get("space") != space.name or data.get("fingerprint") != space.fingerprint:
+        raise ArchError(
+            f"arch belongs to space {data.get('space')!r} ({data.get('fingerprint')}), "
+            f"not {space.name!r} ({space.fingerprint})"
+        )
     try:
         blocks = tuple(_block_from_dict(space, i, b) for i, b in enumerate(data["blocks"]))
         arch = Arch(

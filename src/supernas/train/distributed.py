@@ -1,4 +1,9 @@
-"""Single process or DDP under ``torchrun``: gloo on the CPU, NCCL on CUDA."""
+"""One process, or one per device under ``torchrun`` (DDP): gloo on the CPU, NCCL on CUDA.
+
+``torchrun`` gives each process ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them the
+run is a single process and every function here is a no-op. The ranks travel in a `DistEnv`
+passed by the caller, so code that takes one can be tested without a process group.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from supernas.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass(frozen=True)
 class DistEnv:
-    rank: int = 0
+    """Where this process stands among the run's processes."""
+
+    rank: int = 0  # 0 .. world_size - 1 over all nodes
     world_size: int = 1
-    local_rank: int = 0
+    local_rank: int = 0  # the index of this process's GPU on its node
 
     @property
     def distributed(self) -> bool:
@@ -22,50 +33,72 @@ class DistEnv:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0 alone writes checkpoints, metrics and progress."""
         return self.rank == 0
 
 
 def resolve_device(name: str, env: DistEnv) -> torch.device:
-    """``"auto"`` picks CUDA when present; under DDP each rank takes its local GPU."""
+    """The device named in the config; ``"auto"`` takes CUDA when present.
+
+    Under DDP each process takes the GPU of its local rank.
+
+    Raises:
+        ConfigError: The name is unknown, or CUDA is asked for and torch sees no GPU.
+    """
+    if name not in DEVICES:
+        raise ConfigError(f"device {name!r} is not one of {', '.join(DEVICES)}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", env.local_rank)
-    return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use cpu")
+    return torch.device("cuda", env.local_rank)
 
 
-def init_distributed() -> DistEnv:
-    """Reads torchrun's environment and joins the process group (no-op when absent)."""
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Reads torchrun's environment and joins the process group.
+
+    The backend follows the device, not the machine: a run on ``device="cpu"`` uses gloo even
+    where CUDA is present, since NCCL cannot move CPU tensors.
+    """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv()
     env = DistEnv(
         int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
     )
     if env.distributed and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(env.local_rank)
-        dist.init_process_group(backend)
+        target = resolve_device(device, env)
+        if target.type == "cuda":
+            torch.cuda.set_device(target)
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     return env
 
 
-def wrap_ddp(model: nn.Module, env: DistEnv, device: torch.device,
-             find_unused_parameters: bool = False) -> nn.Module:
-    """DDP under torchrun, the model itself otherwise. A supernet needs
-    ``find_unused_parameters``: each step's child leaves most of its weights unused."""
+def wrap_ddp(
+    model: nn.Module, env: DistEnv, device: torch.device, find_unused_parameters: bool = False
+) -> nn.Module:
+    """DDP in a distributed run, ``model`` itself otherwise.
+
+    DDP copies rank 0's weights to every rank here, so all ranks start equal whatever their
+    seeds. A supernet needs ``find_unused_parameters``: each step's child leaves most of its
+    weights without a gradient.
+    """
     if not env.distributed:
         return model
-    ids = [device.index] if device.type == "cuda" else None
+    device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=ids, find_unused_parameters=find_unused_parameters
+        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
     )
 
 
 def barrier(env: DistEnv) -> None:
+    """Waits for every rank (e.g. until rank 0 has written a checkpoint)."""
     if env.distributed:
         dist.barrier()
 
 
 def cleanup(env: DistEnv) -> None:
+    """Leaves the process group, so that the processes exit without a warning."""
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -1,113 +1,228 @@
 """The one training loop, shared by final training and every search strategy.
 
-A `Task` (a classifier being trained, or a strategy searching) does the work of one step; the
-loop owns epochs, the order of batches, checkpoints, metrics and progress. Each epoch's batch
-order is a function of (seed, epoch) alone, so a run resumed from a mid-epoch checkpoint skips
-exactly the batches already done and ends, on the CPU, with the same weights as a run that was
-never interrupted.
+A `Task` (a classifier in training, or a strategy searching) does the work of one step; the loop
+owns the epochs, the order of batches, checkpoints, metrics and progress, in the plain order of
+nanoGPT's ``train.py``.
+
+Resume is exact on the CPU: each epoch's batch order is a function of (seed, epoch) alone, the
+checkpoint holds the task's state and the global RNGs, and a resumed run skips the batches its
+epoch had already done, so it ends with the weights an uninterrupted run ends with. With loader
+workers the order stays exact, but random augmentation in the workers does not, since a
+different worker loads each batch.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from torch.utils.data import DataLoader, DistributedSampler
+import torch
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from supernas.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from supernas.errors import CheckpointError, ConfigError
+from supernas.train.checkpoint import load_checkpoint, save_checkpoint
 from supernas.train.distributed import DistEnv, barrier
 from supernas.train.metrics import MetricsWriter
+from supernas.train.seed import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 
+Hook = Callable[[int, dict[str, float]], None]
+
 
 class Task(Protocol):
-    def train_step(self, batch: Any, step: int) -> dict[str, float]: ...
-    def evaluate(self) -> dict[str, float]: ...
-    def state_dict(self) -> dict[str, Any]: ...
+    """What the loop trains: a standalone model (`ClassifierTask`) or a search (`SearchTask`)."""
+
+    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+        """One optimisation step on ``batch``; returns flat metrics (``train/loss``, ``lr``)."""
+        ...
+
+    def evaluate(self) -> dict[str, float]:
+        """End-of-epoch validation metrics (``val/top1``, ...)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the task needs to resume, as tensors, numbers, strings, lists, dicts."""
+        ...
+
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
 class LoopConfig:
+    """How the loop runs; what each step does is the task's business."""
+
     epochs: int
-    seed: int = 0
-    log_every: int = 10  # steps between metric records and non-TTY log lines
-    checkpoint_every: int = 100  # steps between mid-epoch checkpoints
-    progress: bool = True  # a progress bar on a TTY (log lines otherwise)
-    desc: str = "train"
+    seed: int = 0  # with the epoch number, fixes the batch order of each epoch
+    log_every: int = 10  # steps between metric records and, off a TTY, progress log lines
+    checkpoint_every: int = 100  # steps between mid-epoch checkpoints; each epoch end has one
+    progress: bool = True  # a tqdm bar on rank 0 when stderr is a terminal
+    desc: str = "train"  # label of the bar and the log lines
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-def epoch_batches(loader: DataLoader, epoch: int, seed: int, skip: int) -> DataLoader:
-    """A loader over the batches of ``epoch`` from the ``skip``-th on, in a fixed order."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
-    if loader.generator is not None:
-        loader.generator.manual_seed(seed * 100_003 + epoch)
-    batches = list(loader.batch_sampler)[skip:]
-    return DataLoader(
-        loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-    )
+def run_loop(
+    task: Task,
+    loader: DataLoader,
+    cfg: LoopConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    env: DistEnv | None = None,
+    on_step: Hook | None = None,
+    on_epoch_end: Hook | None = None,
+) -> dict[str, float]:
+    """Trains ``task`` for ``cfg.epochs`` epochs over ``loader``; returns the last evaluation.
 
+    Writes ``run_dir/checkpoint.pt`` and ``run_dir/metrics.jsonl`` (rank 0 only). Metric steps
+    count from 1: the record of step 3 follows the third ``train_step``.
 
-def _resume(task: Task, path: Path) -> int:
-    state = load_checkpoint(path)
-    task.load_state_dict(state["task"])
-    set_rng_state(state["rng"])
-    log.info("resumed %s at step %d", path, state["step"])
-    return int(state["step"])
+    Args:
+        loader: A map-style loader with a batch size. Its sampler is reseeded every epoch.
+        resume: Continue from ``run_dir/checkpoint.pt`` if there is one (from the start if not).
+        on_step: Called after every step with the step number and the step's metrics.
+        on_epoch_end: Called after each evaluation with the epochs done and the evaluation.
 
-
-def _save(task: Task, path: Path, step: int, env: DistEnv) -> None:
-    if env.is_main:
-        save_checkpoint(path, {"step": step, "task": task.state_dict(), "rng": rng_state()})
-    barrier(env)
-
-
-def run_loop(task: Task, loader: DataLoader, cfg: LoopConfig, run_dir: Path, *,
-             resume: bool = False, env: DistEnv = DistEnv()) -> dict[str, float]:
-    """Runs ``cfg.epochs`` epochs of ``task`` over ``loader``; returns the last evaluation."""
-    path = run_dir / CHECKPOINT
-    step = _resume(task, path) if resume and path.is_file() else 0
-    metrics = MetricsWriter(run_dir, env.is_main, resume_step=step)
+    Raises:
+        CheckpointError: The checkpoint is unreadable, or has another number of steps per
+            epoch (the batch size or the number of processes changed).
+        ConfigError: The loader yields no batch, or has no batch sampler, hence no batch
+            order to resume.
+    """
+    if loader.batch_sampler is None:  # an iterable data set, or no batch size
+        raise ConfigError("run_loop needs a DataLoader with a batch_size over a map-style data set")
     steps_per_epoch = len(loader)
-    total = cfg.epochs * steps_per_epoch
-    show_bar = cfg.progress and env.is_main and sys.stderr.isatty()
-    bar = tqdm(total=total, initial=step, desc=cfg.desc, disable=not show_bar, dynamic_ncols=True)
+    if steps_per_epoch == 0:
+        raise ConfigError("the training loader yields no batch; lower the batch size")
+    env = env or DistEnv()
+    path = run_dir / CHECKPOINT
+    step = _resume(task, path, steps_per_epoch) if resume and path.is_file() else 0
+    metrics = MetricsWriter(run_dir, resume_step=step, enabled=env.is_main)
+    progress = _Progress(cfg, cfg.epochs * steps_per_epoch, step, env)
     evaluation: dict[str, float] = {}
     try:
         for epoch in range(step // steps_per_epoch, cfg.epochs):
-            skip = step - epoch * steps_per_epoch
-            for batch in epoch_batches(loader, epoch, cfg.seed, skip):
+            for batch in _epoch_batches(loader, epoch, cfg.seed, step % steps_per_epoch):
                 values = task.train_step(batch, step)
                 step += 1
-                bar.update()
-                if step % cfg.log_every == 0 or step == total:
+                if step % cfg.log_every == 0 or step % steps_per_epoch == 0:
                     metrics.write(step, step / steps_per_epoch, values)
-                    bar.set_postfix(loss=f"{values.get('train/loss', float('nan')):.3f}")
-                    if not show_bar and env.is_main:
-                        log.info("%s step %d/%d %s", cfg.desc, step, total, _brief(values))
+                progress.step(step, values)
+                if on_step is not None:
+                    on_step(step, values)
+                # The epoch-end checkpoint below must follow the evaluation, so skip it here.
                 if step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
-                    _save(task, path, step, env)
+                    _save(task, path, step, steps_per_epoch, env)
             evaluation = task.evaluate()
             metrics.write(step, epoch + 1, evaluation)
-            if env.is_main:
-                log.info("%s epoch %d/%d %s", cfg.desc, epoch + 1, cfg.epochs, _brief(evaluation))
-            _save(task, path, step, env)
-        if not evaluation:  # resumed after the last epoch had finished
-            evaluation = task.evaluate()
+            progress.epoch_end(epoch + 1, evaluation)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, evaluation)
+            _save(task, path, step, steps_per_epoch, env)
     finally:
-        bar.close()
+        progress.close()
         metrics.close()
-    return evaluation
+    return evaluation or task.evaluate()  # empty when resumed after the last epoch
+
+
+def _epoch_batches(loader: DataLoader, epoch: int, seed: int, skip: int) -> DataLoader:
+    """A loader over the batches of ``epoch`` from the ``skip``-th on, in a fixed order.
+
+    The order must not depend on how far the global RNG has advanced, which differs between a
+    resumed run and an uninterrupted one. So a `DistributedSampler` gets ``set_epoch`` (its own
+    seed applies), a sampler with a generator has it reseeded, and a sampler that draws from
+    the global generator draws from a fork of it seeded for this epoch.
+    """
+    epoch_seed = seed * 1_000_003 + epoch
+    sampler = loader.sampler
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    if isinstance(getattr(sampler, "generator", None), torch.Generator):
+        sampler.generator.manual_seed(epoch_seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(epoch_seed)
+        batches = list(loader.batch_sampler)[skip:]
+    # Our own generator: a DataLoader draws its workers' base seed from the global RNG when it
+    # has none, one draw an uninterrupted run makes at the epoch start and a resumed run later.
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=batches,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        prefetch_factor=loader.prefetch_factor,
+        generator=torch.Generator().manual_seed(epoch_seed),
+    )
+
+
+def _resume(task: Task, path: Path, steps_per_epoch: int) -> int:
+    state = load_checkpoint(path)
+    if not {"step", "steps_per_epoch", "task", "rng"} <= state.keys():
+        raise CheckpointError(f"checkpoint {path} is not a training checkpoint")
+    if state["steps_per_epoch"] != steps_per_epoch:
+        raise CheckpointError(
+            f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch and "
+            f"this run has {steps_per_epoch}; resume with the same batch size and process count"
+        )
+    task.load_state_dict(state["task"])
+    set_rng_state(state["rng"])
+    log.info("resuming from %s at step %d", path, state["step"])
+    return int(state["step"])
+
+
+def _save(task: Task, path: Path, step: int, steps_per_epoch: int, env: DistEnv) -> None:
+    # Rank 0 writes; the RNGs of the others are not saved, so a resumed run gives every rank
+    # rank 0's, which equal theirs when all ranks were seeded alike.
+    if env.is_main:
+        state = {
+            "step": step,
+            "steps_per_epoch": steps_per_epoch,
+            "task": task.state_dict(),
+            "rng": rng_state(),
+        }
+        save_checkpoint(path, state)
+    barrier(env)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; elsewhere (a log file, a batch job) a log line every few steps."""
+
+    def __init__(self, cfg: LoopConfig, total: int, step: int, env: DistEnv) -> None:
+        self.cfg, self.total, self.enabled = cfg, total, env.is_main
+        self.bar = None
+        if env.is_main and cfg.progress and sys.stderr.isatty():
+            self.bar = tqdm(total=total, initial=step, desc=cfg.desc, dynamic_ncols=True)
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update()
+            if step % self.cfg.log_every == 0 and "train/loss" in values:
+                self.bar.set_postfix(loss=f"{values['train/loss']:.3f}")
+        elif self.enabled and step % self.cfg.log_every == 0:
+            log.info("%s step %d/%d %s", self.cfg.desc, step, self.total, _brief(values))
+
+    def epoch_end(self, epoch: int, evaluation: dict[str, float]) -> None:
+        if self.enabled:
+            log.info("%s epoch %d/%d %s", self.cfg.desc, epoch, self.cfg.epochs, _brief(evaluation))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _brief(values: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
+    return " ".join(f"{key}={value:.4g}" for key, value in values.items())

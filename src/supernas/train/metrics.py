@@ -1,4 +1,9 @@
-"""One writer for run metrics: flat records to ``metrics.jsonl`` and to TensorBoard."""
+"""One writer for run metrics: flat records to ``metrics.jsonl`` and to TensorBoard.
+
+A record is ``{"step": 120, "epoch": 1.5, "train/loss": 0.43, "lr": 0.05}``: the step and epoch
+plus ``split/name`` keys, as in nanoGPT. JSONL is the record the report reads; TensorBoard is for
+watching a run live.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ from typing import Any
 
 from supernas.train.checkpoint import atomic_write_text
 
+METRICS = "metrics.jsonl"
+
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All complete records; a last line cut by a crash is dropped."""
+    """All complete records; a last line cut short by a crash is dropped."""
     if not path.is_file():
         return []
     records = []
@@ -23,28 +30,27 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 class MetricsWriter:
-    """Appends ``{"step", "epoch", ...}`` records; flushed per write so a crash keeps them.
+    """Appends records to ``run_dir/metrics.jsonl`` and ``run_dir/tb``; a no-op when disabled.
 
-    ``resume_step`` drops records written after the checkpoint being resumed, so the file
-    continues without duplicates.
+    Each record is flushed as it is written, so a crash loses none that was written. A run
+    resumed from a checkpoint at ``resume_step`` repeats the steps after it, so the records
+    after it are dropped first (0, a fresh run, drops them all) and no record appears twice.
+    Disable it on every rank but 0.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True, resume_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, *, resume_step: int = 0, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self._tb = None
         if not enabled:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(self.path) if resume_step is not None and r["step"] <= resume_step]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-        self._file = self.path.open("a")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        # Imported here: TensorBoard takes a second to import and only rank 0 needs it.
+        from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
-        except ImportError:  # TensorBoard is optional at run time
-            self._tb = None
+        path = run_dir / METRICS
+        kept = [record for record in read_metrics(path) if record["step"] <= resume_step]
+        atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+        self._file = path.open("a")
+        # purge_step hides the events of the repeated steps in earlier event files.
+        self._tensorboard = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1)
 
     def write(self, step: int, epoch: float, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -52,12 +58,10 @@ class MetricsWriter:
         record = {"step": step, "epoch": epoch, **values}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            for key, value in values.items():
-                self._tb.add_scalar(key, value, step)
+        for key, value in values.items():
+            self._tensorboard.add_scalar(key, value, step)
 
     def close(self) -> None:
         if self.enabled:
             self._file.close()
-            if self._tb is not None:
-                self._tb.close()
+            self._tensorboard.close()

@@ -18,9 +18,10 @@ class SearchTask:
 
     def train_step(self, batch: Any, step: int) -> dict[str, float]:
         self.strategy.supernet.train()
+        lr = self.scheduler.get_last_lr()[0]  # this step's rate, before the scheduler moves on
         values = self.strategy.step(batch, step)
         self.scheduler.step()
-        return {**values, "lr": self.scheduler.get_last_lr()[0]}
+        return {**values, "lr": lr}
 
     def evaluate(self) -> dict[str, float]:
         return self.strategy.epoch_metrics()

@@ -1,0 +1,52 @@
+"""Two processes on gloo (CPU): DDP keeps the ranks' weights identical, and rank 0 alone writes."""
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from train_fakes import classifier_task, train_loader
+
+from supernas.train import LoopConfig, cleanup, init_distributed, read_metrics, run_loop, unwrap
+
+WORLD_SIZE = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD_SIZE),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    env = init_distributed("cpu")
+    assert dist.get_backend() == "gloo"
+    loader = train_loader("distributed", env)
+    # A different seed per rank: only DDP's broadcast of rank 0's weights makes them equal.
+    task = classifier_task(len(loader), env, init_seed=rank)
+    cfg = LoopConfig(epochs=2, checkpoint_every=2, log_every=1, progress=False)
+    run_loop(task, loader, cfg, Path(out_dir) / "run", env=env)
+    parameters = [p.detach() for p in unwrap(task.model).parameters()]
+    torch.save(parameters, Path(out_dir) / f"rank{rank}.pt")
+    cleanup(env)
+
+
+def test_two_ranks_end_with_identical_weights(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE))
+    assert all(torch.equal(a, b) for a, b in zip(rank0, rank1, strict=True))
+    initial = [p.detach() for p in classifier_task(1).model.parameters()]  # rank 0's start
+    assert not all(torch.equal(a, b) for a, b in zip(rank0, initial, strict=True)), "no training"
+    steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "lr" in r]
+    assert steps == list(range(1, 11)), "two epochs of 5 steps per rank, written once"
+    assert len(list((tmp_path / "run" / "tb").glob("events.*"))) == 1, "rank 0 alone writes"
