@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-from supernas.config import from_dict
+from supernas.config import from_dict, load_yaml
 from supernas.cost.macs import arch_cost
 from supernas.data import DataBundle, build_data
 from supernas.errors import CheckpointError, ConfigError
@@ -33,7 +32,6 @@ from supernas.nn import Supernet, build_model
 from supernas.recipe import RunConfig
 from supernas.report import write_report
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
-from supernas.space.space import SearchSpace as _Space
 from supernas.strategies import STRATEGIES, SearchContext
 from supernas.train import (
     ClassifierTask,
@@ -49,10 +47,9 @@ from supernas.train import (
     resolve_device,
     run_loop,
     seed_everything,
+    wrap_ddp,
 )
 from supernas.train.checkpoint import atomic_write_text
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,7 +66,7 @@ class RunResult:
 def resolve_space(name: str) -> SearchSpace:
     """A preset name, or the path of a space YAML file."""
     if name.endswith((".yaml", ".yml")):
-        return _Space.from_yaml(name)
+        return SearchSpace.from_yaml(name)
     return get_space(name)
 
 
@@ -87,8 +84,6 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def read_config(run_dir: Path) -> RunConfig:
-    from supernas.config import load_yaml
-
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a supernas run directory (no config.yaml)")
@@ -116,8 +111,6 @@ def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env:
     )
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
     calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
-    from supernas.train.distributed import wrap_ddp
-
     context = SearchContext(
         cost=lambda arch: arch_cost(supernet.space, arch),
         model=wrap_ddp(supernet, env, device, find_unused_parameters=True),
