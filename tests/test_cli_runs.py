@@ -79,3 +79,32 @@ def test_cli_train_under_torchrun(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test top-1" in result.stdout
     assert (run_dir / "model.safetensors").is_file()
+
+
+def test_train_then_eval_export_report(tmp_path, capsys):
+    from supernas.cli import main
+
+    arch = write_smallest_arch(tmp_path / "arch.json")
+    run_dir = tmp_path / "run"
+    settings = [a for a in overrides("train.epochs=1", "train.ema_decay=0.9") if a != "--set"]
+    argv = ["-q", "train", "--arch", str(arch), "--run-dir", str(run_dir)]
+    for pair in settings:
+        argv += ["--set", pair]
+    assert main(argv) == 0
+    trained = capsys.readouterr().out
+    assert "test top-1" in trained and (run_dir / "report.md").is_file()
+
+    assert main(["-q", "eval", str(run_dir)]) == 0
+    evaluated = capsys.readouterr().out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert f"{100 * summary['test_top1']:.2f}%" in evaluated  # the EMA weights were reloaded
+
+    out = tmp_path / "exported"
+    assert (
+        main(["-q", "export", str(run_dir), "--format", "onnx", "torch-export", "--out", str(out)])
+        == 0
+    )
+    assert (out / "model.onnx").is_file() and (out / "model.pt2").is_file()
+    capsys.readouterr()
+    assert main(["-q", "report", str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip().endswith("report.md")
