@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -55,27 +56,20 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(resumed[name], reference[name]), name
 
 
-def test_cli_train_under_torchrun(tmp_path):
-    arch = write_smallest_arch(tmp_path / "arch.json")
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_cli_under_torchrun(tmp_path, command):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "supernas",
-        "-q",
-        "train",
-        "--arch",
-        str(arch),
-        "--run-dir",
-        str(run_dir),
-        *overrides("train.epochs=1"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=300)
+    if command == "train":
+        extra = ["--arch", str(write_smallest_arch(tmp_path / "arch.json"))]
+    else:
+        extra = []
+    settings = overrides(
+        "train.epochs=1", "search.options={num_candidates: 3}", "search.arch_eval_batches=2"
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    argv = [*torchrun, "--nproc_per_node", "2", "-m", "supernas", "-q", command, *extra]
+    argv += ["--run-dir", str(run_dir), *settings]
+    result = subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test top-1" in result.stdout
     assert (run_dir / "model.safetensors").is_file()
