@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from supernas.data import DataBundle, build_data
 from supernas.errors import CheckpointError, ConfigError
 from supernas.export import export_model
 from supernas.nn import Supernet, build_model
-from supernas.recipe import RunConfig
+from supernas.recipe import RunConfig, search_schedule
 from supernas.report import write_report
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext
@@ -38,8 +39,8 @@ from supernas.train import (
     DistEnv,
     LoopConfig,
     SearchTask,
+    average_gradients,
     cleanup,
-    cosine_with_warmup,
     evaluate_model,
     init_distributed,
     load_checkpoint,
@@ -99,7 +100,22 @@ def _check_data_fits(space: SearchSpace, data: DataBundle) -> None:
         )
 
 
-def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env: DistEnv):
+def _endless(loader) -> Iterator:
+    """Batches of ``loader`` pass after pass, reshuffled each pass (also across ranks)."""
+    for epoch in itertools.count():
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+
+
+def _strategy(
+    cfg: RunConfig,
+    supernet: Supernet,
+    data: DataBundle,
+    device: torch.device,
+    env: DistEnv,
+    steps_per_epoch: int,
+):
     search = cfg.search
     strategy_cls = STRATEGIES.get(search.strategy)
     options = from_dict(strategy_cls.Config, search.options, "search.options")
@@ -110,6 +126,7 @@ def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env:
         nesterov=search.momentum > 0,
     )
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
+    arch_train = data.loader(data.arch, train=True, seed=cfg.seed + 2, distributed=env.distributed)
     calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
     context = SearchContext(
         cost=lambda arch: arch_cost(supernet.space, arch),
@@ -120,6 +137,12 @@ def _strategy(cfg: RunConfig, supernet: Supernet, data: DataBundle, device, env:
         calibration_batches=lambda: iter(calibration),
         device=device,
         seed=cfg.seed,
+        steps_per_epoch=steps_per_epoch,
+        epochs=search.epochs,
+        arch_stream=lambda: _endless(arch_train),
+        reduce_gradients=lambda tensors: average_gradients(tensors, env),
+        rank=env.rank,
+        world_size=env.world_size,
     )
     return strategy_cls(supernet, options, context)
 
@@ -144,11 +167,10 @@ def run_search_phase(
     data = build_data(data_cfg)
     _check_data_fits(space, data)
     supernet = Supernet(space).to(device)
-    strategy = _strategy(cfg, supernet, data, device, env)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
-    steps = cfg.search.epochs * len(loader)
+    strategy = _strategy(cfg, supernet, data, device, env, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        strategy.context.weight_optimizer, cosine_with_warmup(cfg.search.lr, steps, 0)
+        strategy.context.weight_optimizer, search_schedule(cfg.search, len(loader))
     )
     loop = LoopConfig(
         epochs=cfg.search.epochs,

@@ -8,8 +8,11 @@ from typing import Any
 
 from supernas.config import apply_overrides, from_dict, load_yaml
 from supernas.data import DataConfig
+from supernas.errors import ConfigError
 from supernas.export import FORMATS as EXPORT_FORMATS
-from supernas.train import TrainConfig
+from supernas.train import Schedule, TrainConfig, cosine_with_warmup, exp_constant_end
+
+SCHEDULES = ("cosine", "exp_constant_end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,15 +21,35 @@ class SearchConfig:
 
     strategy: str = "random"
     epochs: int = 1  # passes over the weight split
-    lr: float = 0.05  # supernet weights: SGD with Nesterov momentum, cosine decay
+    lr: float = 0.05  # supernet weights: SGD with Nesterov momentum
     momentum: float = 0.9
     weight_decay: float = 4e-5
+    schedule: str = "cosine"  # "cosine" to 0, or "exp_constant_end" (BigNAS)
+    warmup_epochs: float = 0.0  # linear warm-up of the weight LR
+    lr_decay: float = 0.97  # exp_constant_end: multiply the LR by this ...
+    lr_decay_epochs: float = 2.4  # ... every this many epochs ...
+    lr_floor: float = 0.05  # ... down to this fraction of lr, then hold it
     budget_macs: float | None = None  # the derived arch must cost at most this (exact MACs)
     arch_eval_batches: int | None = 20  # arch-split batches to evaluate one candidate (None: all)
     limit_train: int | None = None  # search on this many training images (None: data.limit_train)
     log_every: int = 10
     checkpoint_every: int = 100  # steps between mid-epoch checkpoints
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"search.schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"
+            )
+
+
+def search_schedule(search: SearchConfig, steps_per_epoch: int) -> Schedule:
+    """The supernet weights' LR schedule over the whole search."""
+    warmup = round(search.warmup_epochs * steps_per_epoch)
+    if search.schedule == "exp_constant_end":
+        every = search.lr_decay_epochs * steps_per_epoch
+        return exp_constant_end(search.lr, search.lr_decay, every, search.lr_floor, warmup)
+    return cosine_with_warmup(search.lr, search.epochs * steps_per_epoch, warmup)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -41,12 +41,19 @@ def _block_bounds(space: SearchSpace, spec: BlockSpec, widths: set[int]) -> MBCo
     )
 
 
+RelaxedForward = Callable[["Supernet", Tensor], Tensor]
+
+
 class Supernet(Network):
     """Runs any `Arch` of its space by slicing the shared weights.
 
     ``supernet(x, arch)`` resizes ``x`` to the arch's resolution, then runs the child. The
     strategies decide which arch (or relaxed form) runs each step; the supernet keeps no state
     about the current child.
+
+    A relaxed form (masks, gates, weighted sums of candidates) is passed as a callable
+    ``forward(supernet, x)`` in place of the arch: going through ``forward`` keeps the call
+    inside DDP's hooks, so the shared weights' gradients are all-reduced whatever the method.
     """
 
     def __init__(self, space: SearchSpace) -> None:
@@ -63,7 +70,9 @@ class Supernet(Network):
         head = space.head
         self.head = Head(max(widths), max(head.hidden_channels), space.num_classes, head.dropout)
 
-    def forward(self, x: Tensor, arch: Arch | NetPlan) -> Tensor:
+    def forward(self, x: Tensor, arch: Arch | NetPlan | RelaxedForward) -> Tensor:
+        if callable(arch):
+            return arch(self, x)
         net = arch if isinstance(arch, NetPlan) else plan(self.space, arch)
         return self.run(resize(x, net.resolution), net)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,9 +28,23 @@ from supernas.space.space import SearchSpace
 Batch = tuple[Tensor, Tensor]
 
 
+def _no_reduction(tensors: Iterable[Tensor]) -> None:
+    return None
+
+
+def _no_batches() -> Iterator[Batch]:
+    raise ConfigError("this search was given no arch-split stream")
+
+
 @dataclass
 class SearchContext:
-    """What a strategy may use besides the supernet."""
+    """What a strategy may use besides the supernet.
+
+    Under ``torchrun`` every rank builds the same strategy with the same seed, so Python-side
+    draws (which child, which path) agree on every rank without communication; each rank sees
+    its own shard of the data, and ``reduce_gradients`` averages what the shared weights' DDP
+    hooks do not cover (architecture parameters, or supernet passes run outside ``model``).
+    """
 
     cost: Callable[[Arch], Cost]  # exact cost of an arch
     model: torch.nn.Module  # what training steps call: the supernet, DDP-wrapped under torchrun
@@ -40,6 +54,16 @@ class SearchContext:
     calibration_batches: Callable[[], Iterator[Batch]]  # training batches for BN recalibration
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
+    steps_per_epoch: int = 1  # weight-split batches per epoch (this rank's share)
+    epochs: int = 1
+    arch_stream: Callable[[], Iterator[Batch]] = _no_batches  # endless shuffled arch-split batches
+    reduce_gradients: Callable[[Iterable[Tensor]], None] = _no_reduction  # mean over ranks
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
 
 
 class Strategy(abc.ABC):

@@ -4,6 +4,7 @@ from supernas.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from supernas.train.classifier import ClassifierTask, TrainConfig, evaluate_model, param_groups
 from supernas.train.distributed import (
     DistEnv,
+    average_gradients,
     barrier,
     cleanup,
     init_distributed,
@@ -25,6 +26,7 @@ __all__ = [
     "SearchTask",
     "Task",
     "TrainConfig",
+    "average_gradients",
     "barrier",
     "cleanup",
     "cosine_with_warmup",

@@ -8,6 +8,7 @@ passed by the caller, so code that takes one can be tested without a process gro
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +91,31 @@ def wrap_ddp(
     return nn.parallel.DistributedDataParallel(
         model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
     )
+
+
+def average_gradients(tensors: Iterable[torch.Tensor], env: DistEnv) -> None:
+    """Averages the ``.grad`` of ``tensors`` over the ranks, in place, in one all-reduce.
+
+    For what DDP does not cover: architecture parameters and passes run outside the DDP
+    wrapper. A missing gradient counts as zero (and becomes one), so that every rank takes
+    part in the same collective whatever its own step touched.
+    """
+    if not env.distributed:
+        return
+    tensors = list(tensors)
+    for tensor in tensors:
+        if tensor.grad is None:
+            tensor.grad = torch.zeros_like(tensor)
+    if not tensors:
+        return
+    flat = torch.cat([t.grad.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= env.world_size
+    offset = 0
+    for tensor in tensors:
+        count = tensor.grad.numel()
+        tensor.grad.copy_(flat[offset : offset + count].view_as(tensor.grad))
+        offset += count
 
 
 def barrier(env: DistEnv) -> None:
