@@ -14,7 +14,8 @@ from supernas.space.plan import BlockPlan, NetPlan, plan
 from supernas.space.space import SearchSpace
 
 
-def _block(block: BlockPlan, sharing: str) -> MBConv:
+def build_block(block: BlockPlan, sharing: str) -> MBConv:
+    """One MBConv at the exact size of ``block`` (also what latency tables time alone)."""
     return MBConv(
         in_channels=block.in_channels,
         out_channels=block.out_channels,
@@ -38,7 +39,7 @@ class StandaloneModel(Network):
         self.net = net
         self.stem = Stem(net.in_channels, net.stem_channels, net.stem_kernel_size, net.stem_stride)
         self.blocks = nn.ModuleList(
-            nn.Identity() if b is None else _block(b, sharing) for b in net.blocks
+            nn.Identity() if b is None else build_block(b, sharing) for b in net.blocks
         )
         self.head = Head(net.head_in_channels, net.head_channels, net.num_classes, net.dropout)
 
