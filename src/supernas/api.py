@@ -23,17 +23,20 @@ from typing import Any
 
 import torch
 import yaml
+from tqdm import tqdm
 
 from supernas.config import from_dict, load_yaml
 from supernas.cost.macs import arch_cost
-from supernas.data import DataBundle, build_data
+from supernas.data import DataBundle, DataConfig, build_data
 from supernas.errors import CheckpointError, ConfigError
 from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.recipe import RunConfig, search_schedule
-from supernas.report import write_report
+from supernas.report import plot_cost_accuracy, write_report
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext
+from supernas.strategies.evaluation import evaluate_child
+from supernas.strategies.selection import SelectConfig, select_children
 from supernas.train import (
     ClassifierTask,
     DistEnv,
@@ -50,7 +53,9 @@ from supernas.train import (
     seed_everything,
     wrap_ddp,
 )
-from supernas.train.checkpoint import atomic_write_text
+from supernas.train.checkpoint import atomic_write_text, save_checkpoint
+
+SLICED = "sliced.pt"  # the deployed model of a method that does not retrain
 
 
 @dataclass
@@ -108,6 +113,13 @@ def _endless(loader) -> Iterator:
         yield from loader
 
 
+def _search_data(cfg: RunConfig) -> DataConfig:
+    """The data settings of the search phase (``search.limit_train`` applied)."""
+    if cfg.search.limit_train is None:
+        return cfg.data
+    return dataclasses.replace(cfg.data, limit_train=cfg.search.limit_train)
+
+
 def _strategy(
     cfg: RunConfig,
     supernet: Supernet,
@@ -161,10 +173,7 @@ def run_search_phase(
         candidates_path = run_dir / "candidates.json"
         candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
         return arch_from_json(space, arch_path.read_text()), candidates
-    data_cfg = cfg.data
-    if cfg.search.limit_train is not None:
-        data_cfg = dataclasses.replace(data_cfg, limit_train=cfg.search.limit_train)
-    data = build_data(data_cfg)
+    data = build_data(_search_data(cfg))
     _check_data_fits(space, data)
     supernet = Supernet(space).to(device)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
@@ -218,6 +227,51 @@ def train_arch(
     test_loader = data.loader(data.test, train=False, seed=cfg.seed)
     test = evaluate_model(task.eval_model, test_loader, device, cfg.train.amp)
     return task.eval_model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
+
+
+def load_supernet(space: SearchSpace, run_dir: Path, device: torch.device) -> Supernet:
+    """The trained supernet of a run (``search/checkpoint.pt``, task state "supernet")."""
+    path = run_dir / "search" / "checkpoint.pt"
+    task_state = load_checkpoint(path).get("task")
+    weights = task_state.get("supernet") if isinstance(task_state, dict) else None
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {path} holds no supernet weights")
+    supernet = Supernet(space)
+    try:
+        supernet.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(f"checkpoint {path} does not match space {space.name}") from None
+    return supernet.to(device)
+
+
+def _sliced_and_tested(
+    cfg: RunConfig, supernet: Supernet, arch: Arch, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """``arch`` cut from ``supernet`` by the run's strategy (BN recalibrated, no training) and
+    its test-split accuracy, both at the arch's resolution."""
+    strategy_cls = STRATEGIES.get(cfg.search.strategy)
+    options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
+    data = build_data(_search_data(cfg), resolution=arch.resolution)
+    calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
+    model = strategy_cls.deploy(supernet, arch, options, calibration, device)
+    test = evaluate_model(model, data.loader(data.test, train=False, seed=cfg.seed), device)
+    return model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
+
+
+def slice_arch(
+    cfg: RunConfig,
+    space: SearchSpace,
+    arch: Arch,
+    run_dir: Path,
+    env: DistEnv,
+    device: torch.device,
+) -> tuple[torch.nn.Module, dict[str, float]]:
+    """The final model of a method that does not retrain (BigNAS): ``arch`` sliced from the
+    supernet in ``search/checkpoint.pt``, saved to ``sliced.pt`` for eval and export."""
+    model, test = _sliced_and_tested(cfg, load_supernet(space, run_dir, device), arch, device)
+    if env.is_main:
+        save_checkpoint(run_dir / SLICED, {"task": {"model": model.state_dict()}})
+    return model, test
 
 
 def _arch_rows(space: SearchSpace, arch: Arch) -> list[dict]:
@@ -283,10 +337,15 @@ def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) ->
     start = time.perf_counter()
     arch, candidates = run_search_phase(cfg, space, run_dir, resume, env, device)
     searched = time.perf_counter()
-    model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+    if STRATEGIES.get(cfg.search.strategy).retrains:
+        model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+        final = "train_s"
+    else:
+        model, test = slice_arch(cfg, space, arch, run_dir, env, device)
+        final = "slice_s"
     times = {
         "search_s": round(searched - start, 1),
-        "train_s": round(time.perf_counter() - searched, 1),
+        final: round(time.perf_counter() - searched, 1),
     }
     if not env.is_main:
         return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
@@ -338,6 +397,8 @@ def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.
     arch = load_arch(space, run_dir / "arch.json")
     model = build_model(space, arch)
     path = run_dir / "train" / "checkpoint.pt"
+    if not path.is_file() and (run_dir / SLICED).is_file():
+        path = run_dir / SLICED  # a method that deploys sliced children (BigNAS)
     task_state = load_checkpoint(path).get("task")
     weights = None
     if isinstance(task_state, dict):
@@ -377,3 +438,62 @@ def report(run_dir: Path) -> Path:
     candidates_path = run_dir / "candidates.json"
     candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
     return write_report(run_dir, summary, rows, candidates)
+
+
+def select(
+    run_dir: Path, budgets: list[float], config: SelectConfig | None = None
+) -> list[dict[str, Any]]:
+    """Children of a BigNAS run's supernet for several MACs budgets, without retraining.
+
+    Coarse-to-fine selection scored on the arch split (`strategies.selection`); each chosen
+    child is sliced with BN recalibrated, evaluated on the test split and exported, with its
+    arch JSON, to ``select/<budget>/``. ``select/selection.json`` lists the chosen children and
+    every candidate; ``select/accuracy_vs_macs.png`` plots them.
+    """
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    strategy_cls = STRATEGIES.get(cfg.search.strategy)
+    if strategy_cls.retrains:
+        raise ConfigError(
+            f"select needs a supernet trained for slicing (bignas); {run_dir} was searched "
+            f"with {cfg.search.strategy}"
+        )
+    options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
+    space = resolve_space(cfg.space)
+    device = resolve_device(cfg.device, DistEnv())
+    supernet = load_supernet(space, run_dir, device)
+    data = build_data(_search_data(cfg))
+    weight_loader = data.loader(data.weight, train=True, seed=cfg.seed + 1)
+    calibration = list(itertools.islice(weight_loader, options.calibration_batches))
+    arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
+    batches = list(itertools.islice(arch_loader, cfg.search.arch_eval_batches))
+    with tqdm(desc="select", unit="child") as bar:
+        found = select_children(
+            space,
+            lambda arch: evaluate_child(supernet, arch, calibration, batches, device),
+            lambda arch: arch_cost(space, arch),
+            budgets,
+            config or options.selection,
+            progress=lambda _: bar.update(),
+        )
+    out = run_dir / "select"
+    chosen = []
+    for budget, record in found.chosen.items():
+        arch = found.archs[record["arch"]]
+        model, test = _sliced_and_tested(cfg, supernet, arch, device)
+        folder = out / f"{budget / 1e6:g}M"
+        atomic_write_text(folder / "arch.json", arch.to_json())
+        example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
+        exports = export_model(model, example, folder, cfg.export)
+        chosen.append(
+            {
+                "budget_macs": budget,
+                **record,
+                "test_top1": test["test/top1"],
+                **{f"export_{k}": v["path"] for k, v in exports.items()},
+            }
+        )
+    selection = {"chosen": chosen, "candidates": found.candidates}
+    atomic_write_text(out / "selection.json", json.dumps(selection, indent=1))
+    plot_cost_accuracy(found.candidates, [c["arch"] for c in chosen], out / "accuracy_vs_macs.png")
+    return chosen

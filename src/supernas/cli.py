@@ -25,6 +25,7 @@ EXAMPLES = {
     "export": "examples:\n  supernas export runs/RUN --format onnx\n"
     "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
     "report": "example:\n  supernas report runs/RUN",
+    "select": "example:\n  supernas select runs/RUN --budgets 5M,10M,20M",
 }
 
 
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command("report", "rewrite the Markdown report of a run")
     report.add_argument("run_dir", type=Path)
+
+    select = command("select", "pick BigNAS children for MACs budgets, test and export them")
+    select.add_argument("run_dir", type=Path, help="a finished bignas search run")
+    select.add_argument("--budgets", required=True, help="MACs budgets, e.g. 5M,10M,20M")
     return parser
 
 
@@ -146,6 +151,18 @@ def _print_result(result) -> None:
     print(f"report:    {result.report}")
 
 
+def _select(api, args) -> None:
+    from supernas.strategies.selection import parse_budgets
+
+    for child in api.select(args.run_dir, parse_budgets(args.budgets)):
+        print(
+            f"{child['budget_macs'] / 1e6:g}M: {child['arch']}  {child['macs'] / 1e6:.2f}M MACs  "
+            f"arch-split {100 * child['arch_top1']:.2f}%  test {100 * child['test_top1']:.2f}%"
+        )
+    print(f"selection: {args.run_dir / 'select' / 'selection.json'}")
+    print(f"plot:      {args.run_dir / 'select' / 'accuracy_vs_macs.png'}")
+
+
 def _dispatch(args) -> None:
     from supernas import api
 
@@ -170,6 +187,8 @@ def _dispatch(args) -> None:
             print(f"{name}: {info['path']} (max relative difference {info['max_rel_diff']:.1e})")
     elif args.command == "report":
         print(api.report(args.run_dir))
+    elif args.command == "select":
+        _select(api, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,47 @@ def fmnist_small() -> SearchSpace:
     )
 
 
+@SPACES.register("fmnist_bignas")
+def fmnist_bignas() -> SearchSpace:
+    """BigNAS's space shrunk for 28x28 grey images: children of 1.1M to 23M MACs.
+
+    Laid out like `bignas`: one value of width, depth, kernel and expansion per stage
+    (``tie_stages``), swish, a shortcut in every block (``shortcut="always"``, so every block's
+    last BN gamma can start at zero), SE in the later stages, elastic stem, head and resolution.
+    """
+    swish = ("swish",)
+    rows = [
+        ((16, 24), 2, 2, (0,)),
+        ((32, 40, 48), 3, 2, (1,)),
+        ((64, 80), 3, 1, (1,)),
+    ]
+    blocks = []
+    for index, (widths, n, stride, attentions) in enumerate(rows, start=1):
+        blocks += stage(
+            index,
+            n,
+            stride,
+            widths,
+            (3, 4, 6),
+            (3, 5),
+            min_depth=1,
+            attentions=attentions,
+            activations=swish,
+        )
+    return SearchSpace(
+        name="fmnist_bignas",
+        in_channels=1,
+        num_classes=10,
+        resolutions=(20, 24, 28),
+        stem=StemSpec(out_channels=(16, 24), stride=1, activation="swish"),
+        blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(128, 256), activation="swish", dropout=0.1),
+        shortcut="always",
+        tie_stages=True,
+        description="BigNAS-style tied-stage space for 28x28x1 images (Fashion-MNIST).",
+    )
+
+
 @SPACES.register("cifar_small")
 def cifar_small() -> SearchSpace:
     """A small space for 32x32 colour images (CIFAR-10/100): children of 2.7M to 33M MACs."""

@@ -74,6 +74,7 @@ class Strategy(abc.ABC):
         """Method options (subclasses extend it); recipes set them under ``search.options``."""
 
     name: ClassVar[str]
+    retrains: ClassVar[bool] = True  # False: the derived arch ships as sliced (see `deploy`)
 
     def __init__(self, supernet: Supernet, config: Config, context: SearchContext) -> None:
         self.supernet = supernet
@@ -94,6 +95,19 @@ class Strategy(abc.ABC):
     @abc.abstractmethod
     def derive(self) -> Arch:
         """The architecture the search has found."""
+
+    @classmethod
+    def deploy(
+        cls,
+        supernet: Supernet,
+        arch: Arch,
+        config: Config,
+        calibration: Iterable[Batch],
+        device: torch.device,
+    ) -> torch.nn.Module:
+        """The model of ``arch`` taken from the trained ``supernet`` without training, for
+        methods whose ``retrains`` is False; ``calibration`` yields training batches."""
+        raise NotImplementedError(f"{cls.name} retrains its arch; it has no sliced deployment")
 
     def epoch_metrics(self) -> dict[str, float]:
         """Metrics logged at each epoch end (e.g. the cost of the current best arch)."""
