@@ -50,7 +50,8 @@ def test_metric_groups():
         "lr": "lr",
         "lr/arch": "lr",
     }
-    assert metric_group("search/entropy") == metric_group("cost/macs") == "other"
+    assert metric_group("search/entropy") == metric_group("fpnas/entropy_factorized") == "entropy"
+    assert metric_group("cost/macs") == "other"
 
 
 def test_report_of_a_run_with_metrics(tmp_path):

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 PHASES = (".", "search", "train")  # folders of a run that may hold a metrics file
-GROUPS = ("loss", "accuracy", "lr", "other")  # one PNG each, in this order
+GROUPS = ("loss", "accuracy", "lr", "entropy", "other")  # one PNG each, in this order
 MAX_PANELS = 12  # "other" series get a panel each, as their scales differ
 TOP_CANDIDATES = 10  # rows of the candidates table
 
@@ -79,6 +79,8 @@ def metric_group(key: str) -> str:
         return "accuracy"
     if any(part == "lr" or part.startswith("lr_") for part in parts):
         return "lr"
+    if any(part.startswith("entropy") for part in parts):  # e.g. FP-NAS's schedules compared
+        return "entropy"
     return "other"
 
 

@@ -333,3 +333,62 @@ def fbnetv2_f_pp() -> SearchSpace:
     return _fbnetv2_f(
         "fbnetv2_f_pp", (0, 1, 2, 4), "FBNetV2-F++: FBNetV2-F with Split-Attention {0,1,2,4}."
     )
+
+
+def _fpnas_l(
+    name: str, width: float, extra_blocks: int, resolutions: tuple[int, ...]
+) -> SearchSpace:
+    """FBNetV2-F++ made wider (channel choices scaled by ``width``, rounded to 8) and deeper
+    (``extra_blocks`` more per stage after the first), Split-Attention {0, 1, 2, 4}."""
+    blocks = []
+    for index, (n, stride, low, high, _) in enumerate(_FBNETV2_F_ROWS, start=1):
+        low, high = (8 * max(1, round(v * width / 8)) for v in (low, high))
+        blocks += stage(
+            index,
+            n + (extra_blocks if index > 1 else 0),
+            stride,
+            tuple(range(low, high + 1, 8)),
+            (0.75, 1.5, 2.25, 3.0, 3.75, 4.5, 6.0),
+            (3, 5),
+            min_depth=1,
+            attentions=(0, 1, 2, 4),
+            activations=_FBNET_ACTS,
+        )
+    return SearchSpace(
+        name=name,
+        in_channels=3,
+        num_classes=1000,
+        resolutions=resolutions,
+        stem=StemSpec(out_channels=(16,), stride=2, activation="hswish"),
+        blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(1984,), activation="hswish"),
+        kernel_sharing="separate",
+        width_rounding="mobile_vision",
+        width_divisor=8,
+        description=f"FP-NAS {name[-2:].upper()} space: wider, deeper FBNetV2-F++.",
+    )
+
+
+@SPACES.register("fpnas_l0")
+def fpnas_l0() -> SearchSpace:
+    """FP-NAS's space for FP-NAS-L0 (Yan et al., CVPR 2021; searched at ~0.4G MACs, 224 px).
+
+    The paper widens FBNetV2-F++ (more channel choices), deepens it (more blocks per stage)
+    and raises the input resolution; its tables were not readable in our sources, so the
+    factors here are ours: widths x1.25, one more block per stage, 224 px.
+    """
+    return _fpnas_l("fpnas_l0", 1.25, 1, (224,))
+
+
+@SPACES.register("fpnas_l1")
+def fpnas_l1() -> SearchSpace:
+    """FP-NAS-L1's space (~0.6G MACs in our recipes; the paper's budget is unverified):
+    widths x1.5, one more block per stage, 256 px. Factors are ours (see `fpnas_l0`)."""
+    return _fpnas_l("fpnas_l1", 1.5, 1, (256,))
+
+
+@SPACES.register("fpnas_l2")
+def fpnas_l2() -> SearchSpace:
+    """FP-NAS-L2's space (~1.0G MACs, as in the paper's abstract): widths x1.5, two more
+    blocks per stage, 288 px. Factors are ours (see `fpnas_l0`)."""
+    return _fpnas_l("fpnas_l2", 1.5, 2, (288,))

@@ -1,6 +1,7 @@
 """Search methods behind one interface; importing this package registers them all."""
 
 from supernas.strategies import bignas as _bignas  # noqa: F401  (registers "bignas")
+from supernas.strategies import fpnas as _fpnas  # noqa: F401  (registers "fpnas")
 from supernas.strategies import random as _random  # noqa: F401  (registers "random")
 from supernas.strategies.base import STRATEGIES, SearchContext, Strategy
 
