@@ -81,7 +81,7 @@ def test_report_of_a_run_with_metrics(tmp_path):
         "plots/run_accuracy.png",
         "plots/run_lr.png",
         "plots/run_other.png",
-        "plots/search_other.png",
+        "plots/search_entropy.png",
     }
     for image in linked:
         data = (tmp_path / image).read_bytes()
