@@ -1,0 +1,144 @@
+"""Latency look-up tables: per-layer latencies measured on one device, and the predictor.
+
+ProxylessNAS (Cai et al., ICLR 2019, section 3.3; reference `latency_estimator.py`) predicts a
+network's latency as the sum of its layers' latencies, each measured alone on the target device
+and stored under a key that names the layer's type and exact shapes. A table holds one entry per
+(block option, input shape) a space can produce, plus its stems and heads, and a constant
+per-network overhead (framework and memory traffic between layers) fitted on a few end-to-end
+measurements when the table is built (`supernas.cost.latency_build`).
+
+A table is only valid for the space and device it was measured on: the JSON records the space
+name and fingerprint, the device kind and model, the torch version, the thread count and the
+batch size, and `LatencyTable.check` refuses a table from another space or device.
+
+Key examples (our blocks have more fields than the reference's ``expanded_conv`` keys)::
+
+    stem-input:28x28x1-output:28x28x24-kernel:3-stride:1-act:relu
+    mbconv-input:28x28x24-output:14x14x40-mid:144-kernel:5-stride:2-attn:1x40-act:hswish-shortcut:none
+    head-input:7x7x80-hidden:256-classes:10-act:relu
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from supernas.errors import ConfigError
+from supernas.space.arch import Arch
+from supernas.space.plan import BlockPlan, NetPlan, plan
+from supernas.space.space import SearchSpace
+
+FORMAT = 1
+
+
+def stem_key(net: NetPlan) -> str:
+    size, res = net.stem_size, net.resolution
+    return (
+        f"stem-input:{res}x{res}x{net.in_channels}-output:{size}x{size}x{net.stem_channels}"
+        f"-kernel:{net.stem_kernel_size}-stride:{net.stem_stride}-act:{net.stem_activation}"
+    )
+
+
+def block_key(block: BlockPlan) -> str:
+    i, o = block.in_size, block.out_size
+    return (
+        f"mbconv-input:{i}x{i}x{block.in_channels}-output:{o}x{o}x{block.out_channels}"
+        f"-mid:{block.mid_channels}-kernel:{block.kernel_size}-stride:{block.stride}"
+        f"-attn:{block.radix}x{block.attn_channels}-act:{block.activation}"
+        f"-shortcut:{block.shortcut}"
+    )
+
+
+def head_key(net: NetPlan) -> str:
+    size = net.head_size
+    return (
+        f"head-input:{size}x{size}x{net.head_in_channels}-hidden:{net.head_channels}"
+        f"-classes:{net.num_classes}-act:{net.head_activation}"
+    )
+
+
+def net_keys(net: NetPlan) -> list[str]:
+    """The table keys whose sum predicts the latency of ``net`` (skipped blocks cost nothing)."""
+    blocks = [block_key(b) for b in net.blocks if b is not None]
+    return [stem_key(net), *blocks, head_key(net)]
+
+
+def device_name(device: torch.device) -> str:
+    """The model of the device, e.g. ``"cuda:NVIDIA H100 80GB HBM3"`` or ``"cpu:<model name>"``."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{_cpu_model()}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class LatencyTable:
+    """Per-layer latencies (ms) of one space on one device; see the module docstring."""
+
+    space: str
+    fingerprint: str  # the space's fingerprint: another definition under the same name is refused
+    device: str  # "cpu" or "cuda"
+    device_name: str
+    torch_version: str
+    threads: int  # torch intra-op threads during measurement
+    batch_size: int
+    warmup: int  # untimed runs before timing each entry
+    repeats: int  # timed runs per entry; the entry is their median
+    entries: dict[str, float] = field(default_factory=dict)
+    overhead_ms: float = 0.0  # fitted per-network constant added to every prediction
+
+    def lookup(self, key: str) -> float:
+        try:
+            return self.entries[key]
+        except KeyError:
+            raise ConfigError(
+                f"latency table for {self.space} has no entry {key}; rebuild it for this space"
+            ) from None
+
+    def predict(self, space: SearchSpace, arch: Arch) -> float:
+        """Predicted end-to-end latency (ms) of ``arch``: its entries plus the overhead."""
+        return sum(self.lookup(k) for k in net_keys(plan(space, arch))) + self.overhead_ms
+
+    def check(self, space: SearchSpace, device: torch.device | None = None) -> None:
+        """Refuses a table measured for another space, or on another device than ``device``."""
+        if (self.space, self.fingerprint) != (space.name, space.fingerprint):
+            raise ConfigError(
+                f"latency table was measured for space {self.space} ({self.fingerprint}), "
+                f"not {space.name} ({space.fingerprint})"
+            )
+        if device is not None and device_name(device) != self.device_name:
+            raise ConfigError(
+                f"latency table was measured on {self.device_name}, not on {device_name(device)}"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, **asdict(self)}, indent=1, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"cannot read latency table {path}: {error}") from None
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+            raise ConfigError(f"{path} is not a supernas latency table (format {FORMAT})")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ConfigError(f"malformed latency table {path}: {error}") from None

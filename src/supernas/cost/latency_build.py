@@ -1,0 +1,267 @@
+"""Measuring latency tables on the device this runs on, and checking their predictions.
+
+`build_table` times every layer a space can produce alone (each (block option, input shape),
+every stem and head), in eval mode under ``torch.inference_mode``, with warm-up runs and the
+median of repeats, at a fixed batch size and thread count. It then fits the per-network
+overhead: the median, over a few random archs, of measured end-to-end latency minus the sum of
+their entries (a constant's robust least-absolute-deviation fit). `check_table` measures other
+random archs end to end and reports the predictor's mean absolute percentage error and the
+Spearman rank correlation between predicted and measured latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from supernas.cost.latency import LatencyTable, block_key, device_name, head_key, stem_key
+from supernas.errors import ConfigError
+from supernas.nn.blocks import Head, Stem
+from supernas.nn.standalone import build_block, build_model
+from supernas.space.arch import BlockArch
+from supernas.space.choices import sample, smallest
+from supernas.space.plan import NetPlan, block_plan, conv_out_size, plan
+from supernas.space.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How each layer or network is timed."""
+
+    batch_size: int = 1
+    warmup: int = 5
+    repeats: int = 15
+
+
+@dataclass(frozen=True)
+class _Layer:
+    build: Callable[[torch.device], Callable[[Tensor], Tensor]]  # a fresh module on a device
+    input_shape: tuple[int, ...]  # without the batch dimension
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def median_ms(run: Callable[[Tensor], Tensor], x: Tensor, timing: Timing) -> float:
+    """Median wall time (ms) of ``run(x)`` over ``timing.repeats`` runs after the warm-up."""
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for _ in range(timing.warmup):
+            run(x)
+        sync()
+        for _ in range(timing.repeats):
+            start = time.perf_counter()
+            run(x)
+            sync()
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _stems(space: SearchSpace) -> Iterator[NetPlan]:
+    """One NetPlan per (resolution, stem width): only its stem fields are read."""
+    base = plan(space, smallest(space))
+    for resolution in space.resolutions:
+        size = conv_out_size(resolution, space.stem.stride)
+        for width in space.stem.out_channels:
+            yield dataclasses.replace(
+                base, resolution=resolution, stem_channels=width, stem_size=size
+            )
+
+
+def table_layers(space: SearchSpace) -> dict[str, _Layer]:
+    """Every layer any child of ``space`` contains, by table key (a superset for tied spaces)."""
+    layers: dict[str, _Layer] = {}
+    states: set[tuple[int, int]] = set()
+    for net in _stems(space):
+        shape = (space.in_channels, net.resolution, net.resolution)
+        factory = _stem_factory(space, net.stem_channels)
+        layers[stem_key(net)] = _Layer(factory, shape)
+        states.add((net.stem_channels, net.stem_size))
+    for spec in space.blocks:
+        reached = set(states) if spec.optional else set()
+        options = [
+            BlockArch(*values)
+            for values in itertools.product(
+                spec.out_channels,
+                spec.expansions,
+                spec.kernel_sizes,
+                spec.attentions,
+                spec.activations,
+            )
+        ]
+        for channels, size in sorted(states):
+            for option in options:
+                block = block_plan(space, spec, option, channels, size)
+                layers[block_key(block)] = _Layer(
+                    _block_factory(block, space.kernel_sharing), (channels, size, size)
+                )
+                reached.add((block.out_channels, block.out_size))
+        states = reached
+    base = next(_stems(space))
+    for channels, size in sorted(states):
+        for hidden in space.head.hidden_channels:
+            net = dataclasses.replace(
+                base, head_in_channels=channels, head_channels=hidden, head_size=size
+            )
+            factory = _head_factory(space, channels, hidden)
+            layers[head_key(net)] = _Layer(factory, (channels, size, size))
+    return layers
+
+
+def _stem_factory(space: SearchSpace, width: int):
+    def build(device: torch.device):
+        module = Stem(space.in_channels, width, space.stem.kernel_size, space.stem.stride)
+        return _bound(module, device, lambda m, x: m(x, width, space.stem.activation))
+
+    return build
+
+
+def _block_factory(block, sharing: str):
+    def build(device: torch.device):
+        return _bound(build_block(block, sharing), device, lambda m, x: m(x, block))
+
+    return build
+
+
+def _head_factory(space: SearchSpace, channels: int, hidden: int):
+    def build(device: torch.device):
+        module = Head(channels, hidden, space.num_classes, space.head.dropout)
+        return _bound(module, device, lambda m, x: m(x, hidden, space.head.activation))
+
+    return build
+
+
+def _bound(module: nn.Module, device: torch.device, call):
+    module = module.eval().to(device)
+    return lambda x: call(module, x)
+
+
+def _input(shape: tuple[int, ...], timing: Timing, device: torch.device) -> Tensor:
+    return torch.randn((timing.batch_size, *shape), device=device)
+
+
+def measure_arch(space: SearchSpace, arch, device: torch.device, timing: Timing) -> float:
+    """Measured end-to-end latency (ms) of the standalone model of ``arch``."""
+    model = build_model(space, arch).eval().to(device)
+    x = _input((space.in_channels, arch.resolution, arch.resolution), timing, device)
+    return median_ms(model, x, timing)
+
+
+def _random_archs(space: SearchSpace, count: int, seed: int) -> list:
+    rng = random.Random(seed)
+    return [sample(space, rng) for _ in range(count)]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_table(
+    space: SearchSpace,
+    device: torch.device,
+    threads: int | None = None,
+    timing: Timing = Timing(),
+    calibration_archs: int = 5,
+    seed: int = 0,
+    progress: bool = False,
+) -> LatencyTable:
+    """Measures every layer of ``space`` on ``device``; see the module docstring."""
+    threads = threads or torch.get_num_threads()
+    table = LatencyTable(
+        space=space.name,
+        fingerprint=space.fingerprint,
+        device=device.type,
+        device_name=device_name(device),
+        torch_version=torch.__version__,
+        threads=threads,
+        batch_size=timing.batch_size,
+        warmup=timing.warmup,
+        repeats=timing.repeats,
+    )
+    layers = table_layers(space)
+    with _threads(threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for key, layer in tqdm(layers.items(), desc="latency", disable=not progress):
+            x = _input(layer.input_shape, timing, device)
+            table.entries[key] = median_ms(layer.build(device), x, timing)
+        gaps = [
+            measure_arch(space, arch, device, timing) - table.predict(space, arch)
+            for arch in _random_archs(space, calibration_archs, seed + 1)
+        ]
+    table.overhead_ms = statistics.median(gaps) if gaps else 0.0
+    return table
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    ra, rb = _ranks(a), _ranks(b)
+    return float(torch.corrcoef(torch.tensor([ra, rb], dtype=torch.float64))[0, 1])
+
+
+def _ranks(values: list[float]) -> list[float]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2
+        start = end + 1
+    return ranks
+
+
+def check_table(
+    table: LatencyTable, space: SearchSpace, archs: int, seed: int = 1000, progress: bool = False
+) -> dict:
+    """Predicted against measured end-to-end latency of ``archs`` random archs.
+
+    Runs on the table's device kind with its thread count and batch size; a table measured on
+    another device model is refused.
+    """
+    if archs < 2:
+        raise ConfigError("latency check needs at least 2 archs")
+    device = resolve_device(table.device)
+    table.check(space, device)
+    timing = Timing(table.batch_size, table.warmup, table.repeats)
+    predicted, measured, rows = [], [], []
+    with _threads(table.threads):
+        for arch in tqdm(_random_archs(space, archs, seed), desc="check", disable=not progress):
+            predicted.append(table.predict(space, arch))
+            measured.append(measure_arch(space, arch, device, timing))
+            rows.append(
+                {"arch": str(arch), "predicted_ms": predicted[-1], "measured_ms": measured[-1]}
+            )
+    errors = [abs(p - m) / m for p, m in zip(predicted, measured, strict=True)]
+    return {
+        "space": space.name,
+        "device": table.device_name,
+        "archs": archs,
+        "mape": sum(errors) / len(errors),
+        "spearman": spearman(predicted, measured),
+        "within_10pct": sum(e <= 0.1 for e in errors) / len(errors),
+        "rows": rows,
+    }

@@ -1,0 +1,327 @@
+"""ProxylessNAS: path binarization, two-path gate gradients, latency in the loss.
+
+Cai, Zhu and Han, "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware",
+ICLR 2019 (arXiv 1812.00332), sections 3.1-3.3, with the reference code's choices
+(mit-han-lab/proxylessnas ``search/``) where it differs from the paper:
+
+- Every block has logits ``alpha`` over its candidate ops (`paths.block_candidates`, the zero op
+  included for optional blocks: depth search), initialised ``N(0, init_std)``. Every block
+  chooses freely; tied-stage spaces are refused. Resolution, stem and head are fixed
+  (``fixed``), as the paper searches only the blocks.
+- Weight step: one path per block drawn from ``softmax(alpha)``; the supernet runs that one child
+  (one path's activations in memory); CE with label smoothing; SGD on the weights.
+- Architecture step (every ``arch_every`` weight steps after ``warmup_epochs``; plain CE on an
+  arch-split batch, BN in train mode), ``mode``:
+  ``two_path`` (paper): two distinct candidates drawn from ``softmax(alpha)``, the active one
+  from their renormalised probabilities ``p~``; gate gradient ``<dL/dy, o_j>`` for both, mapped
+  to ``alpha`` through the softmax Jacobian of ``p~``; after the Adam step the two logits are
+  shifted so that ``sum_S exp(alpha)``, hence every other candidate's probability, is unchanged.
+  ``full`` (the code's default ``full_v2``): one active path; every candidate's gate gradient,
+  the others re-run on the block input in backward under ``no_grad``.
+  ``reinforce``: ``samples`` children scored without gradients, reward ``acc * (T / cost) **
+  reward_exponent``, gradient ``(R - b) * grad log p(a)``.
+- A block whose active op is the zero op gets no update that step (its gradient, the cost
+  term's included, is dropped, as ``set_arch_param_grad`` does).
+- Cost term: ``E[cost]`` of the path distributions (`expected.ExpectedCost`; in ``two_path``
+  mode ``p~`` on the two drawn candidates and 0 elsewhere, as the code), from a latency table
+  (``cost: latency``), or exact MACs or parameters; ``loss: mul_log`` is the code's default
+  ``0.2 * CE * (log E / log T) ** 0.3``, ``loss: linear`` the paper's additive form
+  ``CE + lam * (E - T) / T`` (the constant ``-lam`` does not change the gradient).
+- Adam on ``alpha`` with ``betas = (0, 0.999)``: without momentum a candidate that gets no
+  gradient does not move, which two-path mode relies on.
+- DDP: every rank draws the same paths from a generator seeded alike; ``alpha`` gradients are
+  averaged over ranks; the rescale is deterministic, so ``alpha`` stays identical.
+
+Simplifications, stated: the REINFORCE baseline is a textbook moving average
+``b <- decay * b + (1 - decay) * mean R`` (the code weights the new mean by 0.99) and each rank
+keeps its own baseline over its own shard (their gradients are averaged); candidates re-run in
+backward update their BN running statistics, as the reference's re-runs in train mode do; the
+arch step's backward also fills the weights' gradients, which the next weight step discards.
+Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the block).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from supernas.cost.latency import LatencyTable
+from supernas.cost.macs import arch_cost
+from supernas.cost.penalty import CostPenalty
+from supernas.errors import ConfigError
+from supernas.space.arch import Arch
+from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.proxyless.expected import UNITS, ExpectedCost, layer_costs
+from supernas.strategies.proxyless.paths import BlockPath, Frame, gated_forward
+
+log = logging.getLogger(__name__)
+
+MODES = ("two_path", "full", "reinforce")
+COSTS = ("latency", "macs", "params", "none")
+LOSSES = ("mul_log", "linear")
+
+
+@STRATEGIES.register("proxyless")
+class ProxylessNAS(Strategy):
+    name = "proxyless"
+
+    @dataclass
+    class Config:
+        mode: str = "two_path"  # "two_path" (paper), "full" (reference code), "reinforce"
+        cost: str = "latency"  # "latency" (needs lut), "macs", "params" or "none"
+        target: float | None = None  # ms, MACs or params; None with macs: search.budget_macs
+        lut: str | None = None  # latency table JSON from `supernas latency build`
+        loss: str = "mul_log"  # "mul_log" (reference code) or "linear" (paper, additive)
+        loss_alpha: float = 0.2  # mul_log: scale
+        loss_beta: float = 0.3  # mul_log: exponent
+        loss_lambda: float = 0.1  # linear: weight of (E - T) / T
+        arch_lr: float = 1e-3  # Adam, betas (0, 0.999)
+        arch_every: int = 5  # weight steps per architecture step
+        warmup_epochs: float = 0.0  # weights only, before any architecture step
+        label_smoothing: float = 0.1  # weight steps (architecture steps use plain CE)
+        init_std: float = 1e-3
+        fixed: str = "biggest"  # resolution, stem and head width: "biggest" or "smallest"
+        samples: int = 10  # reinforce: children per update
+        reward_exponent: float = 0.1  # reinforce: R = acc * (T / cost) ** this
+        baseline_decay: float = 0.99  # reinforce
+
+    def __init__(self, supernet, config: Config, context) -> None:
+        super().__init__(supernet, config, context)
+        _check(config)
+        self.frame = Frame.of(self.space, config.fixed)
+        self.table = _load_table(config, self.space)
+        self.target = self._target()
+        self.penalty = CostPenalty(
+            form=config.loss, alpha=config.loss_alpha, beta=config.loss_beta, lam=config.loss_lambda
+        )
+        self.expected = (
+            None
+            if config.cost == "none"
+            else ExpectedCost(self.frame, layer_costs(config.cost, self.table))
+        )
+        self.generator = torch.Generator().manual_seed(context.seed + 7919)
+        init = torch.Generator().manual_seed(context.seed + 104729)
+        self.alphas = [
+            torch.nn.Parameter(config.init_std * torch.randn(len(c), generator=init))
+            for c in self.frame.candidates
+        ]
+        self.arch_optimizer = torch.optim.Adam(
+            self.alphas, lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8
+        )
+        self.baseline: float | None = None
+        self._stream = None
+
+    def _target(self) -> float | None:
+        config = self.config
+        if config.cost == "none":
+            return None
+        target = config.target
+        if target is None and config.cost == "macs":
+            target = self.context.budget_macs
+        if target is None or target <= 0:
+            raise ConfigError(f"proxyless cost {config.cost} needs search.options.target > 0")
+        if config.loss == "mul_log" and target <= 1:
+            raise ConfigError(
+                f"loss mul_log needs a target above 1 {UNITS[config.cost]} (log T > 0); "
+                "use loss: linear"
+            )
+        return float(target)
+
+    def arch_parameters(self) -> list[Tensor]:
+        return list(self.alphas)
+
+    def probabilities(self) -> list[Tensor]:
+        return [torch.softmax(a.detach(), 0) for a in self.alphas]
+
+    def sample_paths(self) -> list[int]:
+        """One candidate per block from ``softmax(alpha)`` (the same on every rank)."""
+        return [
+            int(torch.multinomial(p, 1, generator=self.generator)) for p in self.probabilities()
+        ]
+
+    def step(self, batch: Batch, step: int) -> dict[str, float]:
+        metrics = self._weight_step(batch)
+        warmup = round(self.config.warmup_epochs * self.context.steps_per_epoch)
+        if step >= warmup and (step + 1) % self.config.arch_every == 0:
+            if self.config.mode == "reinforce":
+                metrics.update(self.reinforce_step(self._arch_batch()))
+            else:
+                metrics.update(self.arch_step(self._arch_batch()))
+        return metrics
+
+    def _weight_step(self, batch: Batch) -> dict[str, float]:
+        images, labels = (t.to(self.context.device) for t in batch)
+        arch = self.frame.arch(self.sample_paths())
+        optimizer = self.context.weight_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        logits = self.context.model(images, arch)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+        loss.backward()
+        optimizer.step()
+        return {"train/loss": loss.item()}
+
+    def _arch_batch(self) -> Batch:
+        if self._stream is None:
+            self._stream = self.context.arch_stream()
+        return tuple(t.to(self.context.device) for t in next(self._stream))
+
+    def _binarize(self, index: int) -> tuple[BlockPath, Tensor]:
+        """The block's path for an architecture step and its cost weights ``q``."""
+        alpha = self.alphas[index]
+        p = torch.softmax(alpha, 0)
+        n = len(alpha)
+        if n == 1:
+            return BlockPath(0), p
+        if self.config.mode == "full":
+            active = int(torch.multinomial(p.detach(), 1, generator=self.generator))
+            members = tuple(range(n))
+            probs, q = p, p
+        else:
+            pair = torch.multinomial(p.detach(), 2, replacement=False, generator=self.generator)
+            probs = torch.softmax(alpha[pair], 0)
+            active = int(pair[torch.multinomial(probs.detach(), 1, generator=self.generator)])
+            members = tuple(int(i) for i in pair)
+            q = torch.zeros_like(p).index_put((pair,), probs)
+        if self.frame.candidates[index][active] is None:
+            return BlockPath(active, members), q
+        one_hot = torch.tensor([float(j == active) for j in members])
+        return BlockPath(active, members, one_hot + probs - probs.detach()), q
+
+    def arch_step(self, batch: Batch) -> dict[str, float]:
+        """One gradient update of ``alpha`` in ``two_path`` or ``full`` mode."""
+        images, labels = batch
+        paths, q = zip(*(self._binarize(i) for i in range(len(self.alphas))), strict=True)
+        logits = self.context.model(images, gated_forward(self.frame, paths))
+        ce = F.cross_entropy(logits, labels)
+        metrics = {"arch/ce": ce.item()}
+        loss = ce
+        if self.expected is not None:
+            expected = self.expected(q)
+            loss = self.penalty(ce, expected, self.target)
+            metrics[f"arch/expected_{self.config.cost}"] = expected.item()
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        updated = []
+        for alpha, path in zip(self.alphas, paths, strict=True):
+            if path.gates is None:  # zero op active, or a block without a choice
+                alpha.grad = None
+            else:
+                updated.append((alpha, path.members))
+        self.context.reduce_gradients([alpha for alpha, _ in updated])
+        if self.config.mode == "two_path":
+            self._rescaled_step(updated)
+        else:
+            self.arch_optimizer.step()
+        metrics["arch/loss"] = loss.item()
+        return metrics
+
+    @torch.no_grad()
+    def _rescaled_step(self, updated: list[tuple[Tensor, tuple[int, ...]]]) -> None:
+        """Adam step, then shift each block's two updated logits by the same amount so that
+        their ``logsumexp`` (hence every other candidate's probability) is unchanged."""
+        before = [torch.logsumexp(alpha[list(members)], 0) for alpha, members in updated]
+        self.arch_optimizer.step()
+        for (alpha, members), old in zip(updated, before, strict=True):
+            index = list(members)
+            alpha[index] -= torch.logsumexp(alpha[index], 0) - old
+
+    def reinforce_step(self, batch: Batch) -> dict[str, float]:
+        """One REINFORCE update of ``alpha`` from ``samples`` children (no weight gradients)."""
+        images, labels = batch
+        samples, rewards = [], []
+        with torch.no_grad():
+            for _ in range(self.config.samples):
+                active = self.sample_paths()
+                arch = self.frame.arch(active)
+                logits = self.supernet(images, arch)
+                accuracy = (logits.argmax(1) == labels).float().mean().item()
+                reward = accuracy
+                if self.target is not None:
+                    cost = self.cost_of(arch)
+                    reward *= (self.target / cost) ** self.config.reward_exponent
+                samples.append(active)
+                rewards.append(reward)
+        mean = sum(rewards) / len(rewards)
+        decay = self.config.baseline_decay
+        self.baseline = (
+            mean if self.baseline is None else decay * self.baseline + (1 - decay) * mean
+        )
+        log_p = [
+            sum(torch.log_softmax(a, 0)[j] for a, j in zip(self.alphas, active, strict=True))
+            for active in samples
+        ]
+        loss = -sum((r - self.baseline) * lp for r, lp in zip(rewards, log_p, strict=True))
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        (loss / len(samples)).backward()
+        self.context.reduce_gradients(self.alphas)
+        self.arch_optimizer.step()
+        return {"arch/reward": mean, "arch/baseline": self.baseline}
+
+    def cost_of(self, arch: Arch) -> float:
+        """The exact cost of ``arch`` in the search's unit (predicted latency, MACs, params)."""
+        if self.config.cost == "latency":
+            return self.table.predict(self.space, arch)
+        return float(getattr(arch_cost(self.space, arch), self.config.cost))
+
+    def derive(self) -> Arch:
+        return self.frame.arch([int(a.detach().argmax()) for a in self.alphas])
+
+    def epoch_metrics(self) -> dict[str, float]:
+        arch = self.derive()
+        entropy = [-(p * p.clamp_min(1e-12).log()).sum().item() for p in self.probabilities()]
+        metrics = {
+            "arch/entropy": sum(entropy) / len(entropy),
+            "cost/macs": float(arch_cost(self.space, arch).macs),
+        }
+        if self.table is not None:
+            metrics["cost/latency_ms"] = self.table.predict(self.space, arch)
+        log.info("proxyless argmax arch %s", arch)
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "generator": self.generator.get_state(),
+            "alphas": [a.detach().clone() for a in self.alphas],
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "baseline": self.baseline,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+        with torch.no_grad():
+            for alpha, saved in zip(self.alphas, state["alphas"], strict=True):
+                alpha.copy_(saved)
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.baseline = state["baseline"]
+
+
+def _check(config: ProxylessNAS.Config) -> None:
+    if config.mode not in MODES:
+        raise ConfigError(f"proxyless mode {config.mode!r} is not one of {', '.join(MODES)}")
+    if config.cost not in COSTS:
+        raise ConfigError(f"proxyless cost {config.cost!r} is not one of {', '.join(COSTS)}")
+    if config.loss not in LOSSES:
+        raise ConfigError(f"proxyless loss {config.loss!r} is not one of {', '.join(LOSSES)}")
+    if config.arch_every < 1 or config.samples < 1:
+        raise ConfigError("proxyless arch_every and samples must be at least 1")
+    if not math.isfinite(config.arch_lr) or config.arch_lr <= 0:
+        raise ConfigError("proxyless arch_lr must be positive")
+
+
+def _load_table(config: ProxylessNAS.Config, space) -> LatencyTable | None:
+    if config.cost != "latency":
+        return None
+    if config.lut is None:
+        raise ConfigError(
+            "proxyless cost latency needs search.options.lut (see 'supernas latency build')"
+        )
+    table = LatencyTable.load(config.lut)
+    table.check(space)
+    return table
