@@ -102,15 +102,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="K=8 only, fewer images")
     parser.add_argument("--images", type=int, default=None, help="training images searched on")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--arch-lr", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--arch-lr", type=float, default=0.2)
     parser.add_argument("--joint-from", type=float, default=0.5)
     parser.add_argument("--min-samples", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=1)
     args = parser.parse_args()
     if args.images is None:
-        args.images = 2000 if args.quick else 12000
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+        args.images = 1000 if args.quick else 6400
     ks = (8,) if args.quick else (8, 14)
     runs = [compare(args, k) for k in ks]
     steps = len(runs[0]["fixed"]["K_path"])

@@ -340,3 +340,39 @@ def test_two_ranks_split_the_samples_and_match_one_process(tmp_path):
         for name, weight in state["weights"].items():
             torch.testing.assert_close(weight, single["weights"][name], atol=1e-5, rtol=1e-4)
     assert any(not torch.equal(p, torch.zeros_like(p)) for p in single["pi"]), "pi never moved"
+
+
+def _tiny_run(stop: int, state=None):
+    space = _tiny_space()
+    torch.manual_seed(0)
+    net = Supernet(space)
+    generator = torch.Generator().manual_seed(3)
+    batches = [
+        (torch.randn(6, 1, 8, 8, generator=generator), torch.arange(6) % 3) for _ in "12345678"
+    ]
+    context = _context(net, arch_stream=lambda: iter(batches[4:]), steps_per_epoch=4, epochs=1)
+    context.weight_optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    options = FPNAS.Config(entropy_scale=2.0, joint_from=0.5, temperature=10.0, arch_lr=0.3)
+    strategy = FPNAS(net, options, context)
+    start = 0
+    if state is not None:
+        net.load_state_dict(state["net"])
+        strategy.load_state_dict(state["strategy"])
+        start = state["step"]
+    for step in range(start, stop):
+        strategy.step(batches[step], step)
+    return {"net": net.state_dict(), "strategy": strategy.state_dict(), "step": stop}
+
+
+def test_resuming_from_the_state_dict_ends_where_an_uninterrupted_run_does():
+    whole = _tiny_run(4)
+    resumed = _tiny_run(4, state=_tiny_run(3))  # interrupted after the switch (step 2)
+    for mine, theirs in zip(
+        resumed["strategy"]["distribution"]["joint_logits"],
+        whole["strategy"]["distribution"]["joint_logits"],
+        strict=True,
+    ):
+        torch.testing.assert_close(mine, theirs, atol=0, rtol=0)
+    for name, weight in whole["net"].items():
+        torch.testing.assert_close(resumed["net"][name], weight, atol=0, rtol=0)
+    assert resumed["strategy"]["samples_drawn"] == whole["strategy"]["samples_drawn"]
