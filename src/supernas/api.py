@@ -26,6 +26,8 @@ import yaml
 from tqdm import tqdm
 
 from supernas.config import from_dict, load_yaml
+from supernas.cost.latency import LatencyTable
+from supernas.cost.latency_build import Timing, build_table, check_table, latency_device
 from supernas.cost.macs import arch_cost
 from supernas.data import DataBundle, DataConfig, build_data
 from supernas.errors import CheckpointError, ConfigError
@@ -497,3 +499,29 @@ def select(
     atomic_write_text(out / "selection.json", json.dumps(selection, indent=1))
     plot_cost_accuracy(found.candidates, [c["arch"] for c in chosen], out / "accuracy_vs_macs.png")
     return chosen
+
+
+def build_latency_table(
+    space: str,
+    device: str,
+    out: Path,
+    threads: int | None = None,
+    batch_size: int = 1,
+    repeats: int = 15,
+) -> LatencyTable:
+    """Measures the latency table of ``space`` on this machine's ``device`` and writes it."""
+    table = build_table(
+        resolve_space(space),
+        latency_device(device),
+        threads,
+        Timing(batch_size=batch_size, repeats=repeats),
+        progress=True,
+    )
+    table.save(out)
+    return table
+
+
+def check_latency_table(lut: Path, archs: int, space: str | None = None) -> dict[str, Any]:
+    """Predicted against measured latency of ``archs`` random archs of the table's space."""
+    table = LatencyTable.load(lut)
+    return check_table(table, resolve_space(space or table.space), archs, progress=True)

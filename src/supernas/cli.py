@@ -26,6 +26,8 @@ EXAMPLES = {
     "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
     "report": "example:\n  supernas report runs/RUN",
     "select": "example:\n  supernas select runs/RUN --budgets 5M,10M,20M",
+    "latency": "examples:\n  supernas latency build --space fmnist_small --device cpu --threads 1 "
+    "--out lut.json\n  supernas latency check --lut lut.json --archs 20",
 }
 
 
@@ -98,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     select = command("select", "pick BigNAS children for MACs budgets, test and export them")
     select.add_argument("run_dir", type=Path, help="a finished bignas search run")
     select.add_argument("--budgets", required=True, help="MACs budgets, e.g. 5M,10M,20M")
+
+    latency = command("latency", "measure a latency table on this device, or check its predictor")
+    actions = latency.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="time every layer of a space on this device")
+    build.add_argument("--space", required=True, help="space preset name or space YAML file")
+    build.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    build.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    build.add_argument("--batch-size", type=int, default=1)
+    build.add_argument("--repeats", type=int, default=15, help="timed runs per entry (median)")
+    build.add_argument("--out", type=Path, required=True, help="table JSON to write")
+    check = actions.add_parser("check", help="measured vs predicted latency of random archs")
+    check.add_argument("--lut", type=Path, required=True, help="table JSON")
+    check.add_argument("--archs", type=int, default=20, help="random archs to measure")
+    check.add_argument("--space", help="space YAML file, if the table's space is not a preset")
     return parser
 
 
@@ -163,6 +179,23 @@ def _select(api, args) -> None:
     print(f"plot:      {args.run_dir / 'select' / 'accuracy_vs_macs.png'}")
 
 
+def _latency(api, args) -> None:
+    if args.action == "build":
+        table = api.build_latency_table(
+            args.space, args.device, args.out, args.threads, args.batch_size, args.repeats
+        )
+        print(
+            f"latency table: {len(table.entries)} entries on {table.device_name}, "
+            f"{table.threads} threads, overhead {table.overhead_ms:.3f} ms -> {args.out}"
+        )
+        return
+    result = api.check_latency_table(args.lut, args.archs, args.space)
+    print(
+        f"{result['archs']} archs on {result['device']}: MAPE {100 * result['mape']:.2f}%, "
+        f"Spearman {result['spearman']:.3f}, {100 * result['within_10pct']:.0f}% within 10%"
+    )
+
+
 def _dispatch(args) -> None:
     from supernas import api
 
@@ -189,6 +222,8 @@ def _dispatch(args) -> None:
         print(api.report(args.run_dir))
     elif args.command == "select":
         _select(api, args)
+    elif args.command == "latency":
+        _latency(api, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,7 +170,7 @@ def _random_archs(space: SearchSpace, count: int, seed: int) -> list:
     return [sample(space, rng) for _ in range(count)]
 
 
-def resolve_device(name: str) -> torch.device:
+def latency_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"device {name!r} is not cpu or cuda")
     if name == "cuda" and not torch.cuda.is_available():
@@ -244,7 +244,7 @@ def check_table(
     """
     if archs < 2:
         raise ConfigError("latency check needs at least 2 archs")
-    device = resolve_device(table.device)
+    device = latency_device(table.device)
     table.check(space, device)
     timing = Timing(table.batch_size, table.warmup, table.repeats)
     predicted, measured, rows = [], [], []

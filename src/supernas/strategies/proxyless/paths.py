@@ -182,3 +182,25 @@ def _runner(
     supernet: Supernet, frame: Frame, index: int, width: int, op: Candidate
 ) -> Callable[[Tensor], Tensor]:
     return lambda x: run_candidate(supernet, frame, index, x, width, op)
+
+
+def weighted_forward(frame: Frame, weights: Sequence[Tensor]) -> RelaxedForward:
+    """The all-paths baseline (DARTS-style): every block outputs ``sum_j w_j o_j(x)``.
+
+    Every candidate's activations are kept for backward; benchmarks and tests compare the
+    binarized forward against it. Inputs are mixtures of widths, so every candidate reads the
+    full padded width.
+    """
+    space = frame.space
+
+    def forward(supernet: Supernet, x: Tensor) -> Tensor:
+        x = supernet.stem(resize(x, frame.resolution), frame.stem_channels, space.stem.activation)
+        for index, mix in enumerate(weights):
+            outputs = [
+                run_candidate(supernet, frame, index, x, x.size(1), op)
+                for op in frame.candidates[index]
+            ]
+            x = sum(w * o for w, o in zip(mix, outputs, strict=True))
+        return supernet.head(x, frame.head_channels, space.head.activation)
+
+    return forward

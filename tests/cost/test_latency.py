@@ -1,0 +1,119 @@
+"""Latency look-up tables: keys cover every child, JSON round trip, prediction is the sum of
+entries, tables from another space or device are refused, and the CLI builds and checks one."""
+
+import dataclasses
+import json
+import random
+
+import pytest
+import torch
+
+from supernas.cli import main
+from supernas.cost.latency import LatencyTable, net_keys
+from supernas.cost.latency_build import Timing, build_table, spearman, table_layers
+from supernas.errors import ConfigError
+from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, plan, sample
+
+FAST = Timing(batch_size=1, warmup=1, repeats=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_space(name="tiny") -> SearchSpace:
+    return SearchSpace(
+        name=name,
+        in_channels=1,
+        num_classes=4,
+        resolutions=(8, 12),
+        stem=StemSpec(out_channels=(8, 12), stride=1),
+        blocks=(
+            BlockSpec(1, 2, (8, 12), (2, 3), (3, 5), attentions=(0, 1)),
+            BlockSpec(1, 1, (12,), (2,), (3,), activations=("relu", "hswish"), optional=True),
+        ),
+        head=HeadSpec(hidden_channels=(16, 24)),
+    )
+
+
+@pytest.fixture(scope="module")
+def table() -> LatencyTable:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_table(tiny_space(), torch.device("cpu"), threads=1, timing=FAST)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_table_holds_every_layer_of_every_child(table):
+    space = tiny_space()
+    rng = random.Random(0)
+    for _ in range(50):
+        arch = sample(space, rng)
+        keys = net_keys(plan(space, arch))
+        assert all(k in table.entries for k in keys)
+        expected = sum(table.entries[k] for k in keys) + table.overhead_ms
+        assert table.predict(space, arch) == pytest.approx(expected)
+    assert set(table.entries) == set(table_layers(space))
+    assert all(v > 0 for v in table.entries.values())
+    assert (table.threads, table.batch_size, table.device) == (1, 1, "cpu")
+
+
+def test_json_round_trip_and_format_check(table, tmp_path):
+    table.save(tmp_path / "lut.json")
+    assert LatencyTable.load(tmp_path / "lut.json") == table
+    data = json.loads((tmp_path / "lut.json").read_text())
+    assert data["format"] == 1 and data["space"] == "tiny" and data["torch_version"]
+    (tmp_path / "bad.json").write_text(json.dumps({"entries": {}}))
+    with pytest.raises(ConfigError, match="not a supernas latency table"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
+def test_table_from_another_space_or_device_is_refused(table):
+    table.check(tiny_space(), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="measured for space tiny .* not other"):
+        table.check(tiny_space("other"))
+    changed = dataclasses.replace(tiny_space(), resolutions=(8,))  # same name, other definition
+    with pytest.raises(ConfigError, match="measured for space tiny"):
+        table.check(changed)
+    elsewhere = dataclasses.replace(table, device_name="cpu:another model")
+    with pytest.raises(ConfigError, match="measured on cpu:another model, not on cpu:"):
+        elsewhere.check(tiny_space(), torch.device("cpu"))
+
+
+def test_missing_entry_names_the_key(table):
+    space = tiny_space()
+    arch = sample(space, random.Random(1))
+    key = net_keys(plan(space, arch))[1]
+    partial = dataclasses.replace(
+        table, entries={k: v for k, v in table.entries.items() if k != key}
+    )
+    with pytest.raises(ConfigError, match=f"no entry {key}"):
+        partial.predict(space, arch)
+
+
+def test_spearman_ranks():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)
+
+
+def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
+    space_file = tmp_path / "tiny.yaml"
+    tiny_space().to_yaml(space_file)
+    out = tmp_path / "lut.json"
+    build = ["latency", "build", "--space", str(space_file), "--threads", "1", "--repeats", "2"]
+    assert main(["-q", *build, "--out", str(out)]) == 0
+    assert "entries on cpu:" in capsys.readouterr().out
+    check = ["latency", "check", "--lut", str(out), "--archs", "3", "--space", str(space_file)]
+    assert main(["-q", *check]) == 0
+    assert "MAPE" in capsys.readouterr().out
+    assert main(["-q", "latency", "check", "--lut", str(out), "--space", "fmnist_small"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("supernas: error: latency table was measured for space tiny")
+    assert error.count("\n") == 1
