@@ -145,7 +145,7 @@ class ProxylessNAS(Strategy):
         ]
 
     def step(self, batch: Batch, step: int) -> dict[str, float]:
-        metrics = self._weight_step(batch)
+        metrics = self.weight_step(batch)
         warmup = round(self.config.warmup_epochs * self.context.steps_per_epoch)
         if step >= warmup and (step + 1) % self.config.arch_every == 0:
             if self.config.mode == "reinforce":
@@ -154,7 +154,8 @@ class ProxylessNAS(Strategy):
                 metrics.update(self.arch_step(self._arch_batch()))
         return metrics
 
-    def _weight_step(self, batch: Batch) -> dict[str, float]:
+    def weight_step(self, batch: Batch) -> dict[str, float]:
+        """One SGD step of the weights through one path per block drawn from softmax(alpha)."""
         images, labels = (t.to(self.context.device) for t in batch)
         arch = self.frame.arch(self.sample_paths())
         optimizer = self.context.weight_optimizer
