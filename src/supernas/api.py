@@ -506,16 +506,12 @@ def build_latency_table(
     device: str,
     out: Path,
     threads: int | None = None,
-    batch_size: int = 1,
-    repeats: int = 15,
+    timing: Timing | None = None,
 ) -> LatencyTable:
     """Measures the latency table of ``space`` on this machine's ``device`` and writes it."""
+    timing = timing or Timing()
     table = build_table(
-        resolve_space(space),
-        latency_device(device),
-        threads,
-        Timing(batch_size=batch_size, repeats=repeats),
-        progress=True,
+        resolve_space(space), latency_device(device), threads, timing, progress=True
     )
     table.save(out)
     return table

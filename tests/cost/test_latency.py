@@ -14,7 +14,7 @@ from supernas.cost.latency_build import Timing, build_table, spearman, table_lay
 from supernas.errors import ConfigError
 from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, plan, sample
 
-FAST = Timing(batch_size=1, warmup=1, repeats=2)
+FAST = Timing(batch_size=1, warmup=1, repeats=2, rounds=2)
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +108,7 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
     tiny_space().to_yaml(space_file)
     out = tmp_path / "lut.json"
     build = ["latency", "build", "--space", str(space_file), "--threads", "1", "--repeats", "2"]
+    build += ["--rounds", "1"]
     assert main(["-q", *build, "--out", str(out)]) == 0
     assert "entries on cpu:" in capsys.readouterr().out
     check = ["latency", "check", "--lut", str(out), "--archs", "3", "--space", str(space_file)]

@@ -2,7 +2,9 @@
 
 `build_table` times every layer a space can produce alone (each (block option, input shape),
 every stem and head), in eval mode under ``torch.inference_mode``, with warm-up runs and the
-median of repeats, at a fixed batch size and thread count. It then fits the per-network
+median of repeats, at a fixed batch size and thread count, in a few interleaved passes over all
+layers (an entry is the median of its passes' medians, so a burst of load from other processes
+spoils one pass rather than one entry). It then fits the per-network
 overhead: the median, over a few random archs, of measured end-to-end latency minus the sum of
 their entries (a constant's robust least-absolute-deviation fit). `check_table` measures other
 random archs end to end and reports the predictor's mean absolute percentage error and the
@@ -41,6 +43,7 @@ class Timing:
     batch_size: int = 1
     warmup: int = 5
     repeats: int = 15
+    rounds: int = 3  # interleaved passes; a value is the median of its per-pass medians
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,31 @@ def _input(shape: tuple[int, ...], timing: Timing, device: torch.device) -> Tens
     return torch.randn((timing.batch_size, *shape), device=device)
 
 
-def measure_arch(space: SearchSpace, arch, device: torch.device, timing: Timing) -> float:
-    """Measured end-to-end latency (ms) of the standalone model of ``arch``."""
-    model = build_model(space, arch).eval().to(device)
-    x = _input((space.in_channels, arch.resolution, arch.resolution), timing, device)
-    return median_ms(model, x, timing)
+def _interleaved(runs: list[tuple[Callable, Tensor]], timing: Timing, progress: bool) -> list:
+    """Median over ``timing.rounds`` passes of each run's median time (ms).
+
+    Passes go over all runs in turn, so a burst of load from other processes on a shared
+    machine spoils one pass of a few runs rather than every repeat of one.
+    """
+    passes = [
+        [median_ms(run, x, timing) for run, x in runs]
+        for _ in tqdm(range(timing.rounds), desc="latency passes", disable=not progress)
+    ]
+    return [statistics.median(times) for times in zip(*passes, strict=True)]
+
+
+def measure_archs(
+    space: SearchSpace, archs: list, device: torch.device, timing: Timing, progress: bool = False
+) -> list[float]:
+    """Measured end-to-end latency (ms) of the standalone model of each arch."""
+    runs = [
+        (
+            build_model(space, arch).eval().to(device),
+            _input((space.in_channels, arch.resolution, arch.resolution), timing, device),
+        )
+        for arch in archs
+    ]
+    return _interleaved(runs, timing, progress)
 
 
 def _random_archs(space: SearchSpace, count: int, seed: int) -> list:
@@ -199,17 +222,19 @@ def build_table(
         batch_size=timing.batch_size,
         warmup=timing.warmup,
         repeats=timing.repeats,
+        rounds=timing.rounds,
     )
     layers = table_layers(space)
     with _threads(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for key, layer in tqdm(layers.items(), desc="latency", disable=not progress):
-            x = _input(layer.input_shape, timing, device)
-            table.entries[key] = median_ms(layer.build(device), x, timing)
-        gaps = [
-            measure_arch(space, arch, device, timing) - table.predict(space, arch)
-            for arch in _random_archs(space, calibration_archs, seed + 1)
+        runs = [
+            (layer.build(device), _input(layer.input_shape, timing, device))
+            for layer in layers.values()
         ]
+        table.entries = dict(zip(layers, _interleaved(runs, timing, progress), strict=True))
+        archs = _random_archs(space, calibration_archs, seed + 1)
+        measured = measure_archs(space, archs, device, timing)
+    gaps = [m - table.predict(space, a) for a, m in zip(archs, measured, strict=True)]
     table.overhead_ms = statistics.median(gaps) if gaps else 0.0
     return table
 
@@ -246,15 +271,15 @@ def check_table(
         raise ConfigError("latency check needs at least 2 archs")
     device = latency_device(table.device)
     table.check(space, device)
-    timing = Timing(table.batch_size, table.warmup, table.repeats)
-    predicted, measured, rows = [], [], []
+    timing = Timing(table.batch_size, table.warmup, table.repeats, table.rounds)
+    chosen = _random_archs(space, archs, seed)
+    predicted = [table.predict(space, arch) for arch in chosen]
     with _threads(table.threads):
-        for arch in tqdm(_random_archs(space, archs, seed), desc="check", disable=not progress):
-            predicted.append(table.predict(space, arch))
-            measured.append(measure_arch(space, arch, device, timing))
-            rows.append(
-                {"arch": str(arch), "predicted_ms": predicted[-1], "measured_ms": measured[-1]}
-            )
+        measured = measure_archs(space, chosen, device, timing, progress)
+    rows = [
+        {"arch": str(arch), "predicted_ms": p, "measured_ms": m}
+        for arch, p, m in zip(chosen, predicted, measured, strict=True)
+    ]
     errors = [abs(p - m) / m for p, m in zip(predicted, measured, strict=True)]
     return {
         "space": space.name,
