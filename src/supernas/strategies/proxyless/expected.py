@@ -61,7 +61,7 @@ def layer_costs(kind: str, table: LatencyTable | None = None) -> LayerCosts:
 class ExpectedCost:
     """``E[cost]`` of per-block candidate distributions ``q`` (see the module docstring)."""
 
-    def __init__(self, frame: Frame, costs: LayerCosts) -> None:
+    def __init__(self, frame: Frame, costs: LayerCosts, device: torch.device | str = "cpu") -> None:
         space = frame.space
         net = plan(space, frame.arch([0] * len(frame.candidates)))
         self.stem = costs.stem(net)
@@ -80,17 +80,18 @@ class ExpectedCost:
                     if op is not None:
                         cost[c, j] = costs.block(block_plan(space, spec, op, width, size))
                     move[c, j, outs.index(width if op is None else op.out_channels)] = 1
-            self.costs.append(cost)
-            self.moves.append(move)
+            self.costs.append(cost.to(device))
+            self.moves.append(move.to(device))
             widths = outs
         self.head = torch.tensor(
             [costs.head(dataclasses.replace(net, head_in_channels=w)) for w in widths],
             dtype=torch.float64,
+            device=device,
         )
 
     def __call__(self, q: Sequence[Tensor]) -> Tensor:
-        width = torch.ones(1, dtype=torch.float64)
-        total = torch.tensor(self.stem, dtype=torch.float64)
+        width = torch.ones(1, dtype=torch.float64, device=self.head.device)
+        total = torch.tensor(self.stem, dtype=torch.float64, device=self.head.device)
         for probs, cost, move in zip(q, self.costs, self.moves, strict=True):
             probs = probs.to(torch.float64)
             total = total + torch.einsum("c,j,cj->", width, probs, cost)

@@ -128,6 +128,7 @@ class _GateGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, output: Tensor, gates: Tensor, block_input: Tensor, others: list) -> Tensor:
         ctx.others = others
+        ctx.gates = (gates.dtype, gates.device)  # the alphas may live apart from the supernet
         ctx.save_for_backward(block_input, output)
         return output.view_as(output)
 
@@ -138,7 +139,8 @@ class _GateGradient(torch.autograd.Function):
             gate_grads = [
                 (grad * (output if run is None else run(block_input))).sum() for run in ctx.others
             ]
-        return grad, torch.stack(gate_grads), None, None
+        dtype, device = ctx.gates
+        return grad, torch.stack(gate_grads).to(device, dtype), None, None
 
 
 @dataclass(frozen=True)

@@ -102,12 +102,14 @@ class ProxylessNAS(Strategy):
         self.expected = (
             None
             if config.cost == "none"
-            else ExpectedCost(self.frame, layer_costs(config.cost, self.table))
+            else ExpectedCost(self.frame, layer_costs(config.cost, self.table), context.device)
         )
         self.generator = torch.Generator().manual_seed(context.seed + 7919)
         init = torch.Generator().manual_seed(context.seed + 104729)
         self.alphas = [
-            torch.nn.Parameter(config.init_std * torch.randn(len(c), generator=init))
+            torch.nn.Parameter(
+                (config.init_std * torch.randn(len(c), generator=init)).to(context.device)
+            )
             for c in self.frame.candidates
         ]
         self.arch_optimizer = torch.optim.Adam(
@@ -141,7 +143,8 @@ class ProxylessNAS(Strategy):
     def sample_paths(self) -> list[int]:
         """One candidate per block from ``softmax(alpha)`` (the same on every rank)."""
         return [
-            int(torch.multinomial(p, 1, generator=self.generator)) for p in self.probabilities()
+            int(torch.multinomial(p.cpu(), 1, generator=self.generator))
+            for p in self.probabilities()
         ]
 
     def step(self, batch: Batch, step: int) -> dict[str, float]:
@@ -179,18 +182,22 @@ class ProxylessNAS(Strategy):
         if n == 1:
             return BlockPath(0), p
         if self.config.mode == "full":
-            active = int(torch.multinomial(p.detach(), 1, generator=self.generator))
+            active = int(torch.multinomial(p.detach().cpu(), 1, generator=self.generator))
             members = tuple(range(n))
             probs, q = p, p
         else:
-            pair = torch.multinomial(p.detach(), 2, replacement=False, generator=self.generator)
+            drawn = torch.multinomial(
+                p.detach().cpu(), 2, replacement=False, generator=self.generator
+            )
+            pair = drawn.to(alpha.device)
             probs = torch.softmax(alpha[pair], 0)
-            active = int(pair[torch.multinomial(probs.detach(), 1, generator=self.generator)])
-            members = tuple(int(i) for i in pair)
+            pick = torch.multinomial(probs.detach().cpu(), 1, generator=self.generator)
+            active = int(drawn[pick])
+            members = tuple(int(i) for i in drawn)
             q = torch.zeros_like(p).index_put((pair,), probs)
         if self.frame.candidates[index][active] is None:
             return BlockPath(active, members), q
-        one_hot = torch.tensor([float(j == active) for j in members])
+        one_hot = torch.tensor([float(j == active) for j in members], device=alpha.device)
         return BlockPath(active, members, one_hot + probs - probs.detach()), q
 
     def arch_step(self, batch: Batch) -> dict[str, float]:
