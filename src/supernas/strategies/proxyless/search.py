@@ -42,6 +42,7 @@ Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class ProxylessNAS(Strategy):
             self.alphas, lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8
         )
         self.baseline: float | None = None
+        self.arch_batches_used = 0
         self._stream = None
 
     def _target(self) -> float | None:
@@ -171,7 +173,10 @@ class ProxylessNAS(Strategy):
 
     def _arch_batch(self) -> Batch:
         if self._stream is None:
-            self._stream = self.context.arch_stream()
+            # On resume, skip the batches the interrupted run used: same data, same arch.
+            stream = self.context.arch_stream()
+            self._stream = itertools.islice(stream, self.arch_batches_used, None)
+        self.arch_batches_used += 1
         return tuple(t.to(self.context.device) for t in next(self._stream))
 
     def _binarize(self, index: int) -> tuple[BlockPath, Tensor]:
@@ -298,6 +303,7 @@ class ProxylessNAS(Strategy):
             "alphas": [a.detach().clone() for a in self.alphas],
             "arch_optimizer": self.arch_optimizer.state_dict(),
             "baseline": self.baseline,
+            "arch_batches_used": self.arch_batches_used,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -308,6 +314,7 @@ class ProxylessNAS(Strategy):
                 alpha.copy_(saved)
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.baseline = state["baseline"]
+        self.arch_batches_used = state["arch_batches_used"]
 
 
 def _check(config: ProxylessNAS.Config) -> None:
