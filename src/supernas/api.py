@@ -255,7 +255,9 @@ def _sliced_and_tested(
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
     data = build_data(_search_data(cfg), resolution=arch.resolution)
     calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
-    model = strategy_cls.deploy(supernet, arch, options, calibration, device)
+    with torch.random.fork_rng(devices=[]):  # the same augmented batches on every call
+        torch.manual_seed(cfg.seed + 1)
+        model = strategy_cls.deploy(supernet, arch, options, calibration, device)
     test = evaluate_model(model, data.loader(data.test, train=False, seed=cfg.seed), device)
     return model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
 

@@ -1,7 +1,6 @@
 """BigNAS: sandwich rule, detached distillation, zero-init gamma, constant-ending LR, budgets,
 BN recalibration, coarse-to-fine selection, same children on every rank, sliced deployment."""
 
-import dataclasses
 import os
 import random
 import socket
@@ -14,11 +13,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from supernas.api import evaluate, search, select
+from supernas.config import from_dict
 from supernas.cost.macs import arch_cost
 from supernas.errors import BudgetError, ConfigError
 from supernas.nn import Supernet
 from supernas.nn.supernet import resize
-from supernas.recipe import load_run_config, search_schedule
+from supernas.recipe import RunConfig, load_run_config, search_schedule
 from supernas.space import get_space
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.plan import plan
@@ -326,46 +326,43 @@ def test_two_ranks_train_the_same_children_and_keep_identical_weights(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(rank0["weights"], start, strict=True))
 
 
-SEARCH = {
-    "space": "fmnist_bignas",
-    "device": "cpu",
-    "export": ["state-dict"],
-    "data": {"name": "synthetic", "synthetic_train": 320, "synthetic_test": 64, "batch_size": 32},
-    "search": {
-        "strategy": "bignas",
-        "schedule": "exp_constant_end",
-        "budget_macs": 5e6,
-        "arch_eval_batches": 1,
-        "options": {
-            "calibration_batches": 2,
-            "selection": {
-                "width_levels": 2,
-                "depth_levels": 1,
-                "kernel_levels": 1,
-                "expansion_levels": 1,
-                "mutations": 2,
-            },
-        },
-    },
-}
-
-
 def test_search_deploys_the_sliced_child_and_select_exports_one_per_budget(tmp_path):
-    from supernas.config import from_dict
-    from supernas.recipe import RunConfig
-
-    cfg = from_dict(RunConfig, SEARCH)
+    space = tiny_space()
+    space.to_yaml(tmp_path / "space.yaml")
+    floor, top = (arch_cost(space, a).macs for a in (smallest(space), biggest(space)))
+    settings = {
+        "space": str(tmp_path / "space.yaml"),
+        "device": "cpu",
+        "export": ["state-dict"],
+        "data": {
+            "name": "synthetic",
+            "synthetic_size": 16,
+            "synthetic_classes": 4,
+            "synthetic_train": 320,
+            "synthetic_test": 64,
+            "batch_size": 32,
+        },
+        "search": {
+            "strategy": "bignas",
+            "schedule": "exp_constant_end",
+            "budget_macs": (floor + top) / 2,
+            "arch_eval_batches": 1,
+            "options": {"calibration_batches": 2, "selection": {"mutations": 2}},
+        },
+    }
+    cfg = from_dict(RunConfig, settings)
     run_dir = tmp_path / "run"
     result = search(cfg, run_dir)
     assert not (run_dir / "train").exists(), "BigNAS deploys without training"
-    assert arch_cost(get_space("fmnist_bignas"), result.arch).macs <= 5e6
+    assert arch_cost(space, result.arch).macs <= (floor + top) / 2
     assert evaluate(run_dir)["test/top1"] == pytest.approx(result.test_top1)
-    resumed = search(dataclasses.replace(cfg), run_dir, resume=True)
-    assert resumed.arch == result.arch and resumed.test_top1 == pytest.approx(result.test_top1)
-    chosen = select(run_dir, [2e6, 8e6])
-    assert [c["budget_macs"] for c in chosen] == [2e6, 8e6]
+    resumed = search(cfg, run_dir, resume=True)
+    assert resumed.arch == result.arch and resumed.test_top1 == result.test_top1
+    budgets = [floor * 1.5, top]
+    chosen = select(run_dir, budgets)
+    assert [c["budget_macs"] for c in chosen] == budgets
     assert all(c["macs"] <= c["budget_macs"] for c in chosen)
     assert (run_dir / "select" / "accuracy_vs_macs.png").is_file()
-    assert (run_dir / "select" / "8M" / "model.safetensors").is_file()
+    assert (run_dir / "select" / f"{top / 1e6:g}M" / "model.safetensors").is_file()
     with pytest.raises(BudgetError):
-        select(run_dir, [1e5])
+        select(run_dir, [floor / 2])
