@@ -5,6 +5,8 @@ ops (kernel x expansion x width). One search step is one weight step plus one ar
 
 - binarized (two-path mode, `ProxylessNAS`): the weight step runs one sampled path per block,
   the architecture step two (the second re-run in backward without keeping activations);
+- full (the reference code's default ``full_v2``, reported for contrast): as binarized, but the
+  architecture step re-runs every candidate in backward, so its time grows with the candidates;
 - all paths (DARTS-style, `weighted_forward`): every block outputs ``sum_j softmax(alpha)_j
   o_j(x)`` in both steps, so all candidates' activations are kept.
 
@@ -75,7 +77,7 @@ def _batches(batch_size: int):
         )
 
 
-def make_strategy(ops: int, batch_size: int) -> ProxylessNAS:
+def make_strategy(ops: int, batch_size: int, mode: str = "two_path") -> ProxylessNAS:
     space = space_with(ops)
     torch.manual_seed(0)
     net = Supernet(space).train()
@@ -89,7 +91,7 @@ def make_strategy(ops: int, batch_size: int) -> ProxylessNAS:
         calibration_batches=lambda: iter(()),
         arch_stream=lambda: stream,
     )
-    config = ProxylessNAS.Config(mode="two_path", cost="macs", target=5e6, arch_every=1)
+    config = ProxylessNAS.Config(mode=mode, cost="macs", target=5e6, arch_every=1)
     strategy = ProxylessNAS(net, config, context)
     with torch.no_grad():
         for alpha, options in zip(strategy.alphas, strategy.frame.candidates, strict=True):
@@ -153,9 +155,15 @@ def main() -> None:
     ops = sorted(OPTIONS)
     methods = {
         "binarized": (binarized_weight, binarized_arch),
+        "full": (binarized_weight, binarized_arch),
         "all_paths": (all_paths_weight, all_paths_arch),
     }
-    strategies = {(m, n): make_strategy(n, args.batch_size) for m in methods for n in ops}
+    modes = {"full": "full"}
+    strategies = {
+        (m, n): make_strategy(n, args.batch_size, modes.get(m, "two_path"))
+        for m in methods
+        for n in ops
+    }
     batch = next(_batches(args.batch_size))
     # Each phase alone: the saved tensors of one forward are all alive at once (a storage
     # freed in an earlier phase could be reused and hide a later one).
