@@ -217,6 +217,8 @@ def test_budget_below_the_smallest_child_is_a_clear_error():
     assert parse_budgets("5M, 1.5e7,20k") == [5e6, 1.5e7, 2e4]
     with pytest.raises(ConfigError, match="not a positive MACs count"):
         parse_budgets("5M,ten")
+    with pytest.raises(ConfigError, match="num_random must be >= 0"):
+        BigNAS.Config(num_random=-1)
 
 
 def test_recalibrated_bn_equals_statistics_of_the_standalone_child():

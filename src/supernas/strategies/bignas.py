@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from supernas.errors import ConfigError
 from supernas.nn.bn import recalibrate_bn
 from supernas.nn.standalone import StandaloneModel, extract_child
 from supernas.nn.supernet import Supernet, resize
@@ -101,6 +102,13 @@ class BigNAS(Strategy):
         zero_init_gamma: bool = True
         calibration_batches: int = 8  # training batches to recompute a child's BN
         selection: SelectConfig = field(default_factory=SelectConfig)
+
+        def __post_init__(self) -> None:
+            if self.num_random < 0 or self.calibration_batches < 1:
+                raise ConfigError(
+                    "bignas: num_random must be >= 0 and calibration_batches >= 1, got "
+                    f"{self.num_random} and {self.calibration_batches}"
+                )
 
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)
