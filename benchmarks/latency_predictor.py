@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--archs", type=int, help="random archs checked per space")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    archs = args.archs or (20 if args.quick else 40)
-    timing = Timing(1, warmup=3, repeats=7, rounds=3) if args.quick else Timing(1, 10, 25, 5)
+    archs = args.archs or (20 if args.quick else 30)
+    timing = Timing(1, warmup=3, repeats=7, rounds=3) if args.quick else Timing(1, 5, 15, 3)
     results = []
     for space in _spaces(args.quick):
         start = time.perf_counter()
