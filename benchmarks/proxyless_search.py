@@ -3,7 +3,7 @@
 Runs the search phase of ``fmnist_small`` twice with the same data, seed and schedule: once with
 the latency term from a latency table of this CPU (batch 1, one thread; built here unless
 ``--lut`` names one), once with exact MACs in the same slot. The two derived archs are then
-measured end to end on this CPU (standalone model, batch 1, one thread, the median over 5
+measured end to end on this CPU (standalone model, batch 1, one thread, the smallest over 5
 interleaved passes of the median of 25 runs) and reported beside their predicted latency and
 MACs. The claim checked: the latency-targeted arch measures within 10% of the target or under
 it, and the two costs lead to different archs. Prints one JSON line last.

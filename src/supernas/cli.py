@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     build.add_argument("--batch-size", type=int, default=1)
     build.add_argument("--repeats", type=int, default=15, help="timed runs per entry (median)")
-    build.add_argument("--rounds", type=int, default=3, help="interleaved passes (median)")
+    build.add_argument("--rounds", type=int, default=3, help="interleaved passes (smallest median)")
     build.add_argument("--out", type=Path, required=True, help="table JSON to write")
     check = actions.add_parser("check", help="measured vs predicted latency of random archs")
     check.add_argument("--lut", type=Path, required=True, help="table JSON")

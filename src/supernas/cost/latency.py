@@ -97,7 +97,7 @@ class LatencyTable:
     batch_size: int
     warmup: int  # untimed runs before timing each entry
     repeats: int  # timed runs per pass; a pass's value is their median
-    rounds: int  # interleaved passes over all entries; an entry is the median of its passes
+    rounds: int  # interleaved passes over all entries; an entry is its smallest pass median
     entries: dict[str, float] = field(default_factory=dict)
     overhead_ms: float = 0.0  # fitted per-network constant added to every prediction
 

@@ -3,12 +3,14 @@
 `build_table` times every layer a space can produce alone (each (block option, input shape),
 every stem and head), in eval mode under ``torch.inference_mode``, with warm-up runs and the
 median of repeats, at a fixed batch size and thread count, in a few interleaved passes over all
-layers (an entry is the median of its passes' medians, so a burst of load from other processes
-spoils one pass rather than one entry). It then fits the per-network
-overhead: the median, over a few random archs, of measured end-to-end latency minus the sum of
-their entries (a constant's robust least-absolute-deviation fit). `check_table` measures other
-random archs end to end and reports the predictor's mean absolute percentage error and the
-Spearman rank correlation between predicted and measured latency.
+layers; an entry is the smallest of its passes' medians. Other processes can only slow a run
+down, so on a shared machine the least disturbed pass is the best estimate of the device's own
+latency, and interleaving makes a burst of load spoil one pass rather than one entry. End-to-end
+measurements follow the same rule. It then fits the per-network overhead: the median, over a few
+random archs, of measured end-to-end latency minus the sum of their entries (a constant's robust
+least-absolute-deviation fit). `check_table` measures other random archs end to end and reports
+the predictor's mean absolute percentage error and the Spearman rank correlation between
+predicted and measured latency.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Timing:
     batch_size: int = 1
     warmup: int = 5
     repeats: int = 15
-    rounds: int = 3  # interleaved passes; a value is the median of its per-pass medians
+    rounds: int = 3  # interleaved passes; a value is the smallest of its per-pass medians
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def _input(shape: tuple[int, ...], timing: Timing, device: torch.device) -> Tens
 
 
 def _interleaved(runs: list[tuple[Callable, Tensor]], timing: Timing, progress: bool) -> list:
-    """Median over ``timing.rounds`` passes of each run's median time (ms).
+    """Each run's median time (ms), the smallest over ``timing.rounds`` interleaved passes.
 
     Passes go over all runs in turn, so a burst of load from other processes on a shared
     machine spoils one pass of a few runs rather than every repeat of one.
@@ -171,7 +173,7 @@ def _interleaved(runs: list[tuple[Callable, Tensor]], timing: Timing, progress: 
         [median_ms(run, x, timing) for run, x in runs]
         for _ in tqdm(range(timing.rounds), desc="latency passes", disable=not progress)
     ]
-    return [statistics.median(times) for times in zip(*passes, strict=True)]
+    return [min(times) for times in zip(*passes, strict=True)]
 
 
 def measure_archs(
