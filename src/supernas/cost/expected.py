@@ -26,7 +26,7 @@ from torch import Tensor
 from supernas.cost.macs import block_cost, head_cost, stem_cost
 from supernas.errors import ArchError
 from supernas.space.arch import Arch, BlockArch
-from supernas.space.choices import choices_of, decisions
+from supernas.space.choices import block_decisions, choices_of, decisions
 from supernas.space.plan import block_plan, conv_out_size
 from supernas.space.space import SearchSpace
 
@@ -96,12 +96,8 @@ class ExpectedCost:
 
     def _block_term(self, index, spec, support, sizes) -> tuple[_BlockTerm, list[int]]:
         space = self.space
-        if space.tie_stages:
-            stage = next(s for s in space.stages if index in s)
-            prefix, depth_index = f"stage{spec.stage}", stage.index(index)
-        else:
-            prefix, depth_index = f"block{index}", None
-        coupled = depth_index is not None and depth_index > 0
+        governed = block_decisions(space, index)
+        prefix, depth_index, coupled = governed.prefix, governed.depth_index, governed.coupled
         outs = list(self.options[f"{prefix}.out_channels"])
         in_support = outs if coupled else support
         out_support = sorted(set(outs) | (set(in_support) if spec.optional else set()))

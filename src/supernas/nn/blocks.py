@@ -101,10 +101,12 @@ class SplitAttention(nn.Module):
             ElasticConv2d(attn_channels, channels, 1, bias=True) for _ in range(radix)
         )
 
-    def forward(self, splits: list[Tensor], attn_channels: int) -> Tensor:
+    def forward(
+        self, splits: list[Tensor], attn_channels: int, attn_mask: Tensor | None = None
+    ) -> Tensor:
         total = splits[0] if len(splits) == 1 else torch.stack(splits).sum(0)
         pooled = F.adaptive_avg_pool2d(total, 1)
-        hidden = F.relu(self.reduce(pooled, attn_channels))
+        hidden = _masked(F.relu(self.reduce(pooled, attn_channels)), attn_mask)
         channels = splits[0].size(1)
         logits = [self.expand[i](hidden, channels) for i in range(len(splits))]
         if len(splits) == 1:
@@ -157,25 +159,49 @@ class MBConv(nn.Module):
         plan: BlockPlan,
         mid_mask: Tensor | None = None,
         out_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> Tensor:
-        """Runs the child ``plan``; optional soft masks multiply the hidden / output channels.
+        """Runs the child ``plan``; optional soft masks multiply the hidden, output and
+        attention channels.
 
         Masks (shape ``[channels]``) serve channel masking (FBNetV2): run at the widths in
         ``plan`` (normally the maximum) and weight each channel. They are applied after the
-        activations and after the project BN, where a zero really zeroes the channel.
+        activations and after the project BN, where a zero really zeroes the channel. The
+        stages are separate methods so that a relaxed forward can share a stage's output among
+        the candidates that agree up to it.
         """
-        hidden = x
-        if plan.expand:
-            hidden = _masked(activate(self.expand(x, plan.mid_channels), plan.activation), mid_mask)
-        splits = [
-            _masked(activate(self.dw[i](hidden, plan.kernel_size), plan.activation), mid_mask)
-            for i in range(max(plan.radix, 1))
-        ]
-        hidden = splits[0] if plan.radix == 0 else self.attn(splits, plan.attn_channels)
-        out = _masked(self.project(hidden, plan.out_channels), out_mask)
-        return out + self._shortcut(x, plan)
+        hidden = self.expanded(x, plan, mid_mask) if plan.expand else x
+        splits = self.splits(hidden, plan, mid_mask, max(plan.radix, 1))
+        return self.projected(self.attend(splits, plan, attn_mask), plan, out_mask) + (
+            self.shortcut_of(x, plan)
+        )
 
-    def _shortcut(self, x: Tensor, plan: BlockPlan) -> Tensor | float:
+    def expanded(
+        self, x: Tensor, plan: BlockPlan, mid_mask: Tensor | None, pre: Tensor | None = None
+    ) -> Tensor:
+        """The activated, masked hidden map; ``pre`` is the expand conv + BN output if known."""
+        pre = self.expand(x, plan.mid_channels) if pre is None else pre
+        return _masked(activate(pre, plan.activation), mid_mask)
+
+    def splits(
+        self, hidden: Tensor, plan: BlockPlan, mid_mask: Tensor | None, count: int
+    ) -> list[Tensor]:
+        """The first ``count`` depthwise branches (split-attention uses several)."""
+        return [
+            _masked(activate(self.dw[i](hidden, plan.kernel_size), plan.activation), mid_mask)
+            for i in range(count)
+        ]
+
+    def attend(self, splits: list[Tensor], plan: BlockPlan, attn_mask: Tensor | None) -> Tensor:
+        if plan.radix == 0:
+            return splits[0]
+        return self.attn(splits[: plan.radix], plan.attn_channels, attn_mask)
+
+    def projected(self, hidden: Tensor, plan: BlockPlan, out_mask: Tensor | None) -> Tensor:
+        return _masked(self.project(hidden, plan.out_channels), out_mask)
+
+    def shortcut_of(self, x: Tensor, plan: BlockPlan) -> Tensor | float:
+        """The shortcut branch of ``plan`` (0 when the child has none)."""
         if plan.shortcut == "none":
             return 0.0
         if plan.shortcut == "identity":

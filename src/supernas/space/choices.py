@@ -72,6 +72,32 @@ def decisions(space: SearchSpace) -> list[Decision]:
     return result
 
 
+@dataclass(frozen=True)
+class BlockDecisions:
+    """Which decisions govern block ``index``: those named ``{prefix}.{field}``.
+
+    In a tied space a stage's blocks share their decisions, the block at ``depth_index`` runs
+    when ``{prefix}.depth`` exceeds it, and every block after the stage's first is *coupled*:
+    its input width is the stage's own output width.
+    """
+
+    prefix: str
+    depth_index: int | None  # position in its stage (tied spaces only)
+    optional: bool
+
+    @property
+    def coupled(self) -> bool:
+        return self.depth_index is not None and self.depth_index > 0
+
+
+def block_decisions(space: SearchSpace, index: int) -> BlockDecisions:
+    spec = space.blocks[index]
+    if not space.tie_stages:
+        return BlockDecisions(f"block{index}", None, spec.optional)
+    stage = next(s for s in space.stages if index in s)
+    return BlockDecisions(f"stage{spec.stage}", stage.index(index), spec.optional)
+
+
 def arch_from_choices(space: SearchSpace, choices: Mapping[str, Any]) -> Arch:
     """Builds an Arch from one option per decision (see `decisions`)."""
     missing = [d.name for d in decisions(space) if d.name not in choices]
