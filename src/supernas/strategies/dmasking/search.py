@@ -1,0 +1,321 @@
+"""DMaskingNAS (FBNetV2): differentiable search of widths, resolution and block types by masking.
+
+One logit vector ``alpha`` per decision of the space. Each forward draws Gumbel noise for every
+decision and runs the soft supernet (`MaskedForward`) under ``g = softmax((alpha + G) / tau)``.
+
+Schedule (FBNet's, which FBNetV2 follows; `ALGORITHMS.md` 2.5):
+
+- the first ``warmup_epochs`` train the weights only (``alpha`` frozen at uniform);
+- then weight steps on the weight split (plain cross-entropy, SGD) alternate with architecture
+  steps on the arch split (cross-entropy times the cost factor, Adam on ``alpha``, the weights
+  frozen and BN statistics left alone). FBNet alternates whole passes over the 80% / 20% splits;
+  we interleave one arch step every ``arch_every`` weight steps, the same ratio for the default 4,
+  so the loop stays step-driven and resumable;
+- ``tau = tau0 * exp(-decay * step / steps_per_epoch)`` with the decay rescaled from FBNet's 90
+  epochs to the run's length, so the final temperature is the paper's whatever the run length
+  (FBNet lowers tau once per epoch; we lower it continuously).
+
+The cost is the exact expectation of the child's MACs (or parameters) under the same ``g``
+(`supernas.cost.expected`), and enters the loss in one of the forms of `supernas.cost.penalty`.
+Derivation takes the argmax of every decision; with ``derive_samples > 0`` it also samples archs
+from the final distribution and keeps the in-budget child with the best arch-split accuracy
+(FBNet samples 6). A budget is met exactly: over-budget archs are never returned.
+
+Under ``torchrun`` every rank draws the same Gumbel noise (a generator seeded alike), so all
+ranks run the same soft architecture; ``alpha``'s gradients are averaged over ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from supernas.cost.expected import ExpectedCost
+from supernas.cost.penalty import CostPenalty
+from supernas.errors import BudgetError, ConfigError
+from supernas.space.arch import Arch
+from supernas.space.choices import arch_from_choices, choices_of, decisions, smallest
+from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.dmasking.relaxed import SUBSAMPLING, MaskedForward
+from supernas.strategies.evaluation import evaluate_child
+
+log = logging.getLogger(__name__)
+
+COST_METRICS = ("macs", "params")
+
+
+def temperature(tau0: float, decay: float, epoch: float) -> float:
+    """FBNet's annealing ``tau0 * exp(-decay * epoch)`` (``epoch`` may be fractional)."""
+    return tau0 * math.exp(-decay * epoch)
+
+
+def gumbel_softmax(logits: Tensor, tau: float, generator: torch.Generator) -> Tensor:
+    """Soft Gumbel-softmax weights; the noise comes from ``generator`` (on the CPU)."""
+    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64)
+    noise = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+    return torch.softmax((logits + noise.to(logits)) / tau, dim=-1)
+
+
+@contextlib.contextmanager
+def frozen_weights(model: nn.Module) -> Iterator[None]:
+    """No weight gradients and no BN statistics updates (BN still uses batch statistics)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for p in params:
+        p.requires_grad_(False)
+    for norm in norms:
+        norm.track_running_stats = False
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        for norm in norms:
+            norm.track_running_stats = True
+
+
+@STRATEGIES.register("dmasking")
+class DMaskingNAS(Strategy):
+    name = "dmasking"
+
+    @dataclass
+    class Config:
+        warmup_epochs: float = 1.0  # weights only at first (FBNet: 10 of 90 epochs)
+        arch_every: int = 4  # one arch step per this many weight steps (an 80/20 split)
+        arch_lr: float = 0.01  # Adam on alpha (FBNet)
+        arch_weight_decay: float = 5e-4
+        temperature: float = 5.0  # Gumbel-softmax tau at the start (FBNet)
+        temperature_decay: float = 0.045  # per epoch of a ...
+        reference_epochs: float = 90.0  # ... search this long, rescaled to the run's epochs
+        cost_metric: str = "macs"  # "macs" or "params"
+        cost_target: float | None = None  # None: search.budget_macs (macs only)
+        cost_loss: str = "mul_log"  # "mul_log" (FBNetV2), "budget" or "linear"
+        cost_alpha: float = 0.2
+        cost_beta: float = 0.6
+        cost_lambda: float = 1.0
+        subsampling: str = "nearest"  # resolution paths: "nearest" (FBNetV2) or "resize"
+        derive_samples: int = 0  # also evaluate this many archs sampled from the result
+        calibration_batches: int = 10  # training batches to recompute a candidate's BN
+        max_draws: int = 2000  # draws to find in-budget samples at derivation
+
+    def __init__(self, supernet, config, context) -> None:
+        super().__init__(supernet, config, context)
+        self._check_config()
+        device = context.device
+        self.decisions = decisions(self.space)
+        self.alpha = {
+            d.name: nn.Parameter(torch.zeros(len(d.options), device=device)) for d in self.decisions
+        }
+        self.arch_optimizer = torch.optim.Adam(
+            self.arch_parameters(),
+            lr=config.arch_lr,
+            betas=(0.9, 0.999),
+            weight_decay=config.arch_weight_decay,
+        )
+        self.gumbel = torch.Generator().manual_seed(context.seed)
+        self.expected_cost = ExpectedCost(self.space)
+        self.penalty = CostPenalty(
+            config.cost_loss, config.cost_alpha, config.cost_beta, config.cost_lambda
+        )
+        self.target = self._target()
+        self._arch_batches: Iterator[Batch] | None = None
+        self._step = 0
+        self.candidates: list[dict] = []
+
+    def _check_config(self) -> None:
+        config = self.config
+        if config.cost_metric not in COST_METRICS:
+            raise ConfigError(f"cost_metric {config.cost_metric!r} is not macs or params")
+        if config.subsampling not in SUBSAMPLING:
+            raise ConfigError(f"subsampling {config.subsampling!r} is not nearest or resize")
+        if config.arch_every < 1 or config.temperature <= 0:
+            raise ConfigError("arch_every must be >= 1 and temperature positive")
+
+    def _target(self) -> float | None:
+        config = self.config
+        if config.cost_target is not None:
+            return config.cost_target
+        if config.cost_metric == "macs" and self.context.budget_macs is not None:
+            return self.context.budget_macs
+        log.warning("dmasking: no cost target, the search optimises accuracy alone")
+        return None
+
+    def arch_parameters(self) -> list[Tensor]:
+        return list(self.alpha.values())
+
+    # -- the search step -------------------------------------------------------------------
+
+    @property
+    def epochs_done(self) -> float:
+        return self._step / self.context.steps_per_epoch
+
+    def tau(self) -> float:
+        config = self.config
+        decay = config.temperature_decay * config.reference_epochs / self.context.epochs
+        return temperature(config.temperature, decay, self.epochs_done)
+
+    def sample_weights(self, differentiable: bool) -> dict[str, Tensor]:
+        """One Gumbel-softmax draw for every decision at the current temperature."""
+        tau = self.tau()
+        return {
+            name: gumbel_softmax(alpha if differentiable else alpha.detach(), tau, self.gumbel)
+            for name, alpha in self.alpha.items()
+        }
+
+    def relaxed(self, weights: dict[str, Tensor]) -> MaskedForward:
+        return MaskedForward(self.space, weights, self.config.subsampling)
+
+    def step(self, batch: Batch, step: int) -> dict[str, float]:
+        self._step = step
+        metrics = self.weight_step(batch)
+        searching = self.epochs_done >= self.config.warmup_epochs
+        if searching and step % self.config.arch_every == 0:
+            metrics.update(self.arch_step(self._next_arch_batch()))
+        return metrics
+
+    def weight_step(self, batch: Batch) -> dict[str, float]:
+        images, labels = (t.to(self.context.device) for t in batch)
+        relaxed = self.relaxed(self.sample_weights(differentiable=False))
+        optimizer = self.context.weight_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.context.model(images, relaxed), labels)
+        loss.backward()
+        optimizer.step()
+        return {"train/loss": loss.item(), "search/temperature": self.tau()}
+
+    def arch_step(self, batch: Batch) -> dict[str, float]:
+        """One Adam step on alpha: cross-entropy on the arch split times the cost factor."""
+        images, labels = (t.to(self.context.device) for t in batch)
+        weights = self.sample_weights(differentiable=True)
+        with frozen_weights(self.supernet):
+            ce = F.cross_entropy(self.supernet(images, self.relaxed(weights)), labels)
+        macs, params = self.expected_cost(weights)
+        expected = macs if self.config.cost_metric == "macs" else params
+        loss = ce if self.target is None else self.penalty(ce, expected, self.target)
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.context.reduce_gradients(self.arch_parameters())
+        self.arch_optimizer.step()
+        return {
+            "arch/loss": loss.item(),
+            "arch/ce": ce.item(),
+            f"arch/expected_{self.config.cost_metric}": expected.item(),
+        }
+
+    def _next_arch_batch(self) -> Batch:
+        if self._arch_batches is None:
+            self._arch_batches = self.context.arch_stream()
+        return next(self._arch_batches)
+
+    # -- the result ------------------------------------------------------------------------
+
+    def probabilities(self) -> dict[str, Tensor]:
+        return {name: torch.softmax(a.detach().double(), -1) for name, a in self.alpha.items()}
+
+    def argmax_arch(self) -> Arch:
+        probs = self.probabilities()
+        choices = {d.name: d.options[int(probs[d.name].argmax())] for d in self.decisions}
+        return arch_from_choices(self.space, choices)
+
+    def _sample_arch(self, probs: dict[str, Tensor]) -> tuple[Arch, float]:
+        choices, log_prob = {}, 0.0
+        for d in self.decisions:
+            index = self.rng.choices(range(len(d.options)), weights=probs[d.name].tolist())[0]
+            choices[d.name] = d.options[index]
+            log_prob += math.log(float(probs[d.name][index]))
+        return arch_from_choices(self.space, choices), log_prob
+
+    def _log_prob(self, arch: Arch) -> float:
+        probs = self.probabilities()
+        total = 0.0
+        for d, choice in zip(self.decisions, self._choices(arch), strict=True):
+            total += math.log(float(probs[d.name][d.options.index(choice)]))
+        return total
+
+    def _choices(self, arch: Arch) -> list[Any]:
+        chosen = choices_of(self.space, arch)
+        return [chosen[d.name] for d in self.decisions]
+
+    def _in_budget(self, arch: Arch) -> bool:
+        budget = self.context.budget_macs
+        return budget is None or self.context.cost(arch).macs <= budget
+
+    def _candidates(self) -> list[tuple[Arch, float]]:
+        """The argmax arch and (when asked, or when it is over budget) in-budget samples."""
+        argmax = self.argmax_arch()
+        found = {argmax.digest: (argmax, self._log_prob(argmax))} if self._in_budget(argmax) else {}
+        wanted = self.config.derive_samples + (1 if not found else 0)
+        probs = self.probabilities()
+        for _ in range(self.config.max_draws if wanted > 0 else 0):
+            arch, log_prob = self._sample_arch(probs)
+            if self._in_budget(arch) and arch.digest not in found:
+                found[arch.digest] = (arch, log_prob)
+            if len(found) >= self.config.derive_samples + 1:
+                break
+        if not found:
+            fallback = smallest(self.space)
+            if not self._in_budget(fallback):
+                raise BudgetError("no architecture of the space fits the budget")
+            found[fallback.digest] = (fallback, self._log_prob(fallback))
+        return list(found.values())
+
+    def derive(self) -> Arch:
+        """The argmax arch, or the best in-budget candidate on the arch split (see module doc)."""
+        context = self.context
+        self.candidates = []
+        candidates = self._candidates()
+        scored = []
+        for arch, log_prob in candidates:
+            calibration = itertools.islice(
+                context.calibration_batches(), self.config.calibration_batches
+            )
+            accuracy = evaluate_child(
+                self.supernet, arch, calibration, context.arch_batches(), context.device
+            )
+            cost = context.cost(arch)
+            self.candidates.append(
+                {
+                    "arch": str(arch),
+                    "macs": cost.macs,
+                    "params": cost.params,
+                    "arch_top1": accuracy,
+                    "log_prob": round(log_prob, 4),
+                }
+            )
+            scored.append((accuracy if self.config.derive_samples else log_prob, arch))
+        return max(scored, key=lambda pair: pair[0])[1]
+
+    def epoch_metrics(self) -> dict[str, float]:
+        probs = self.probabilities()
+        entropy = sum(float(-(p * p.clamp_min(1e-12).log()).sum()) for p in probs.values())
+        argmax = self.argmax_arch()
+        return {
+            "search/argmax_macs": float(self.context.cost(argmax).macs),
+            "search/entropy": entropy,
+            "search/temperature": self.tau(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "alpha": {name: a.detach().clone() for name, a in self.alpha.items()},
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "gumbel": self.gumbel.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            for name, alpha in self.alpha.items():
+                alpha.copy_(state["alpha"][name])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.gumbel.set_state(state["gumbel"])

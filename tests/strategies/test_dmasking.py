@@ -1,0 +1,268 @@
+"""DMaskingNAS: mask algebra, one-hot exactness, resolution paths, cost gradients, schedule, DDP."""
+
+import json
+import math
+import os
+import random
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from draws import archs, small_space
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supernas.api import search
+from supernas.config import from_dict
+from supernas.cost.expected import ExpectedCost, one_hot_probs
+from supernas.cost.macs import arch_cost
+from supernas.cost.penalty import CostPenalty
+from supernas.nn import Supernet
+from supernas.nn.masking import WidthDist, prefix_masks
+from supernas.nn.standalone import extract_child
+from supernas.recipe import RunConfig
+from supernas.space import get_space
+from supernas.space.choices import biggest, decisions, sample, smallest
+from supernas.space.presets import stage
+from supernas.space.space import HeadSpec, SearchSpace, StemSpec
+from supernas.strategies import SearchContext
+from supernas.strategies.dmasking import DMaskingNAS, MaskedForward
+from supernas.strategies.dmasking.search import gumbel_softmax, temperature
+
+FMNIST = get_space("fmnist_small")
+
+
+def _supernet(space, seed=0):
+    """A train-mode supernet with random BN affines (so that a wrong mask shows) and no dropout."""
+    torch.manual_seed(seed)
+    net = Supernet(space).train()
+    net.head.dropout.p = 0.0
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.5, 0.5)
+    return net
+
+
+def _one_hot(space, arch):
+    return {name: p.float() for name, p in one_hot_probs(space, arch).items()}
+
+
+@given(st.lists(st.floats(0.01, 1.0), min_size=1, max_size=6))
+def test_soft_mask_is_a_staircase_whose_sum_is_the_effective_width(raw):
+    widths = tuple(8 * (i + 1) for i in range(len(raw)))
+    table = prefix_masks(widths, max(widths))
+    assert all(row.sum() == w and row[: int(w)].all() for row, w in zip(table, widths, strict=True))
+    g = torch.tensor(raw) / sum(raw)
+    mask = WidthDist(widths, g).mask(max(widths))
+    assert torch.all(mask[1:] <= mask[:-1] + 1e-7)
+    assert mask.sum().item() == pytest.approx(float((g * torch.tensor(widths)).sum()), rel=1e-5)
+
+
+NET = _supernet(FMNIST)
+
+
+@settings(max_examples=25)
+@given(archs(FMNIST))
+def test_one_hot_masked_supernet_is_the_child(arch):
+    """After BN, the hidden width twice, the SE width, depth and residual: all exact."""
+    x = torch.randn(4, 1, 28, 28)
+    relaxed = MaskedForward(FMNIST, _one_hot(FMNIST, arch), subsampling="resize")
+    torch.testing.assert_close(NET(x, relaxed), NET(x, arch), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["bignas", "fbnetv2_f_pp", "proxyless_mobile"])
+@settings(max_examples=2)
+@given(data=st.data())
+def test_one_hot_is_exact_on_tied_and_projected_spaces(name, data):
+    space = small_space(name)
+    arch = data.draw(archs(space))
+    net = _supernet(space)
+    x = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
+    relaxed = MaskedForward(space, _one_hot(space, arch))
+    torch.testing.assert_close(net(x, relaxed), net(x, arch), rtol=1e-4, atol=1e-4)
+
+
+def test_one_hot_supernet_equals_the_standalone_child():
+    arch = sample(FMNIST, random.Random(0))
+    child = extract_child(NET, arch).train()
+    child.head.dropout.p = 0.0
+    x = torch.randn(4, 1, arch.resolution, arch.resolution)
+    relaxed = MaskedForward(FMNIST, _one_hot(FMNIST, arch), subsampling="resize")
+    torch.testing.assert_close(NET(x, relaxed), child(x), rtol=1e-5, atol=1e-5)
+
+
+def test_resolution_path_equals_running_the_subsampled_input():
+    arch = next(
+        a for a in (sample(FMNIST, random.Random(i)) for i in range(50)) if a.resolution == 24
+    )
+    x = torch.randn(4, 1, 28, 28)
+    relaxed = MaskedForward(FMNIST, _one_hot(FMNIST, arch), subsampling="nearest")
+    direct = NET(F.interpolate(x, size=(24, 24), mode="nearest"), arch)
+    torch.testing.assert_close(NET(x, relaxed), direct, rtol=1e-5, atol=1e-5)
+
+
+def test_every_architecture_parameter_gets_a_gradient():
+    alpha = {d.name: torch.zeros(len(d.options), requires_grad=True) for d in decisions(FMNIST)}
+    generator = torch.Generator().manual_seed(0)
+    weights = {name: gumbel_softmax(a, 1.0, generator) for name, a in alpha.items()}
+    macs, _ = ExpectedCost(FMNIST)(weights)
+    macs.backward(retain_graph=True)
+    for name, a in alpha.items():
+        if "activation" not in name:  # activations cost nothing
+            assert a.grad.abs().sum() > 0, f"no cost gradient for {name}"
+    logits = NET(torch.randn(8, 1, 28, 28), MaskedForward(FMNIST, weights))
+    F.cross_entropy(logits, torch.randint(0, 10, (8,))).backward()
+    assert all(a.grad.abs().sum() > 0 for a in alpha.values())
+
+
+def test_expected_cost_matches_the_child_for_one_hot_weights():
+    arch = sample(FMNIST, random.Random(0))
+    macs, params = ExpectedCost(FMNIST)(_one_hot(FMNIST, arch))
+    cost = arch_cost(FMNIST, arch)
+    assert (round(macs.item()), round(params.item())) == (cost.macs, cost.params)
+
+
+def test_temperature_follows_fbnet_and_rescales_to_the_run_length():
+    assert temperature(5.0, 0.045, 0) == 5.0
+    assert temperature(5.0, 0.045, 10) == pytest.approx(5.0 * math.exp(-0.45))
+    assert temperature(5.0, 0.045, 89) == pytest.approx(0.0911, abs=1e-4)
+    strategy = _strategy(FMNIST, epochs=3, steps_per_epoch=10)
+    strategy._step = 30  # the end of a 3-epoch run reaches the 90-epoch temperature
+    assert strategy.tau() == pytest.approx(temperature(5.0, 0.045, 90))
+
+
+def test_cost_penalty_forms():
+    ce = torch.tensor(2.0)
+    at_target = CostPenalty("mul_log")(ce, torch.tensor(4e6), 4e6)
+    assert at_target.item() == pytest.approx(0.2 * 2.0)
+    assert CostPenalty("budget")(ce, torch.tensor(3e6), 4e6).item() == 2.0
+    assert CostPenalty("budget")(ce, torch.tensor(5e6), 4e6).item() == pytest.approx(2.25)
+    assert CostPenalty("linear")(ce, torch.tensor(3e6), 4e6).item() == pytest.approx(1.75)
+
+
+def _strategy(space, epochs=1, steps_per_epoch=1, model=None, **options):
+    net = model if model is not None else Supernet(space)
+    context = SearchContext(
+        cost=lambda arch: arch_cost(space, arch),
+        model=net,
+        budget_macs=None,
+        weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.01),
+        arch_batches=lambda: iter(()),
+        calibration_batches=lambda: iter(()),
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+    )
+    return DMaskingNAS(net, DMaskingNAS.Config(**options), context)
+
+
+def _tiny_space() -> SearchSpace:
+    """Every kind of decision, small enough for a whole search on 16 px images in seconds."""
+    options = dict(attentions=(0, 1), activations=("relu", "hswish"))
+    blocks = stage(1, 2, 2, (8, 12), (2, 3), (3, 5), min_depth=1, **options)
+    blocks += stage(2, 1, 2, (12, 16), (2, 3), (3,), **options)
+    return SearchSpace(
+        name="tiny_dmasking",
+        in_channels=1,
+        num_classes=4,
+        resolutions=(12, 16),
+        stem=StemSpec(out_channels=(4, 8), stride=2),
+        blocks=tuple(blocks),
+        head=HeadSpec(hidden_channels=(16, 24)),
+    )
+
+
+def test_search_derives_an_arch_within_the_exact_budget(tmp_path):
+    space = _tiny_space()
+    space.to_yaml(tmp_path / "space.yaml")
+    budget = sum(arch_cost(space, a).macs for a in (smallest(space), biggest(space))) / 2
+    settings = {
+        "space": str(tmp_path / "space.yaml"),
+        "device": "cpu",
+        "export": ["state-dict"],
+        "data": {
+            "name": "synthetic",
+            "synthetic_size": 16,
+            "synthetic_classes": 4,
+            "synthetic_train": 320,
+            "synthetic_test": 64,
+            "batch_size": 32,
+        },
+        "search": {
+            "strategy": "dmasking",
+            "epochs": 2,
+            "budget_macs": budget,
+            "arch_eval_batches": 1,
+            "options": {"warmup_epochs": 0.5, "arch_every": 2, "derive_samples": 3},
+        },
+        "train": {"epochs": 1},
+    }
+    result = search(from_dict(RunConfig, settings), tmp_path / "run")
+    assert arch_cost(space, result.arch).macs <= budget
+    candidates = json.loads((tmp_path / "run" / "candidates.json").read_text())
+    assert candidates, "derive_samples > 0 evaluates sampled candidates"
+
+
+# -- two processes ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
+    from supernas.train import average_gradients, cleanup, init_distributed, wrap_ddp
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    env = init_distributed("cpu")
+    space = FMNIST
+    torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
+    net = Supernet(space)
+    model = wrap_ddp(net, env, torch.device("cpu"), find_unused_parameters=True)
+    generator = torch.Generator().manual_seed(100 + rank)  # different data on each rank
+
+    def batches():
+        while True:
+            yield torch.randn(8, 1, 28, 28, generator=generator), torch.randint(0, 10, (8,))
+
+    stream = batches()
+    context = SearchContext(
+        cost=lambda arch: arch_cost(space, arch),
+        model=model,
+        budget_macs=4e6,
+        weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
+        arch_batches=lambda: iter(()),
+        calibration_batches=lambda: iter(()),
+        steps_per_epoch=4,
+        epochs=1,
+        arch_stream=lambda: stream,
+        reduce_gradients=lambda tensors: average_gradients(tensors, env),
+        rank=rank,
+        world_size=2,
+    )
+    options = DMaskingNAS.Config(warmup_epochs=0, arch_every=1)
+    strategy = DMaskingNAS(net, options, context)
+    for step in range(2):
+        strategy.step(next(stream), step)
+    # Parameters only: BN running statistics stay per rank, as DDP leaves them.
+    weights = {name: p.detach() for name, p in net.named_parameters()}
+    state = {"alpha": strategy.state_dict()["alpha"], "weights": weights}
+    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
+    cleanup(env)
+
+
+def test_two_ranks_keep_identical_architecture_parameters(tmp_path):
+    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    for name, alpha in rank0["alpha"].items():
+        assert torch.equal(alpha, rank1["alpha"][name]), name
+    assert any(a.abs().sum() > 0 for a in rank0["alpha"].values()), "alpha never moved"
+    for name, weight in rank0["weights"].items():
+        assert torch.equal(weight, rank1["weights"][name]), name
