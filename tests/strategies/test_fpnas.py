@@ -11,13 +11,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from runs import overrides
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import SqueezeExcitation
 
-from runs import overrides
 from supernas.api import search
+from supernas.config import from_dict
 from supernas.cost.macs import arch_cost
+from supernas.errors import ConfigError
 from supernas.nn import build_model
 from supernas.nn.blocks import MBConv
 from supernas.nn.supernet import Supernet
@@ -376,3 +378,48 @@ def test_resuming_from_the_state_dict_ends_where_an_uninterrupted_run_does():
     for name, weight in whole["net"].items():
         torch.testing.assert_close(resumed["net"][name], weight, atol=0, rtol=0)
     assert resumed["strategy"]["samples_drawn"] == whole["strategy"]["samples_drawn"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"min_samples": 5, "max_samples": 3}, "min_samples <= max_samples"),
+        ({"joint_from": 1.5}, r"joint_from 1.5 not in \[0, 1\]"),
+        ({"cost_weight": 1.0}, "cost_weight needs target_macs or search.budget_macs"),
+    ],
+)
+def test_bad_options_are_one_line_config_errors(options, message):
+    net = Supernet(_tiny_space())
+    with pytest.raises(ConfigError, match=message) as error:
+        FPNAS(net, from_dict(FPNAS.Config, options, "search.options"), _context(net))
+    assert "\n" not in str(error.value)
+
+
+def test_derivation_takes_the_most_probable_arch_within_the_budget():
+    space = _tiny_space()
+    names = [d.name for d in decisions(space)]
+    archs = {}
+    for first in (4, 8):
+        for second in (4, 8):
+            choices = {d.name: d.options[0] for d in decisions(space)}
+            choices.update({"block0.out_channels": first, "block1.out_channels": second})
+            archs[(first, second)] = arch_from_choices(space, choices)
+    costs = {key: arch_cost(space, arch).macs for key, arch in archs.items()}
+    budget = sorted(costs.values())[2]  # three of the four archs fit; the biggest does not
+    net = Supernet(space)
+    strategy = FPNAS(net, FPNAS.Config(derive_samples=300), _context(net, budget_macs=budget))
+    logits = {"block0.out_channels": [0.0, 1.0], "block1.out_channels": [0.0, 2.0]}
+    with torch.no_grad():
+        for name, values in logits.items():
+            strategy.distribution.factor_logits[names.index(name)].copy_(torch.tensor(values))
+    probability = {
+        (a, b): float(torch.softmax(torch.tensor(logits["block0.out_channels"]), 0)[int(a == 8)])
+        * float(torch.softmax(torch.tensor(logits["block1.out_channels"]), 0)[int(b == 8)])
+        for a, b in archs
+    }
+    assert costs[max(probability, key=probability.get)] > budget  # the mode is over budget
+    fitting = [key for key in archs if costs[key] <= budget]
+    expected = archs[max(fitting, key=probability.get)]
+    assert strategy.most_probable() == expected
+    strategy.distribution.to_joint()  # same distribution, same answer in the joint phase
+    assert strategy.most_probable() == expected

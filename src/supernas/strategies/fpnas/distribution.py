@@ -17,7 +17,6 @@ decision (in `decisions` order), in either phase.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -186,10 +185,6 @@ class ArchDistribution:
                 for t in joint
             ]
         )
-
-    def joint_size(self) -> int:
-        """Number of logits in the joint parameterisation (for logs)."""
-        return sum(math.prod(self.sizes[i] for i in g) for g in self.groups)
 
 
 def _draw(logits: Tensor, count: int, rng: random.Random) -> list[int]:

@@ -242,21 +242,25 @@ class FPNAS(Strategy):
                 local[k] = (mean + self._penalty(arch)) * labels.numel() / self.config.temperature
         losses = self._gather(local)
         omega = importance_weights(losses)
-        self._descend(self.arch_optimizer, omega, samples, factorised=False)
         if self.reference_optimizer is not None:
-            shift = (
-                self.distribution.log_prob(samples, factorised=True)
-                - self.distribution.log_prob(samples)
-            ).detach()
-            reference = importance_weights(losses - shift)
+            # Importance ratio p_factorised / p_joint: the samples come from the joint.
+            with torch.no_grad():
+                ratio = self.distribution.log_prob(samples, factorised=True)
+                ratio -= self.distribution.log_prob(samples)
+            reference = importance_weights(losses - ratio)
             self._descend(self.reference_optimizer, reference, samples, factorised=True)
+        self._descend(self.arch_optimizer, omega, samples, factorised=False)
         return {
             "arch/loss": float((omega * losses).sum()) * self.config.temperature / labels.numel(),
             "fpnas/ess_arch": float(1 / (omega**2).sum()),
         }
 
     def _descend(
-        self, optimizer: torch.optim.Optimizer, omega: Tensor, samples: list[Sample], factorised
+        self,
+        optimizer: torch.optim.Optimizer,
+        omega: Tensor,
+        samples: list[Sample],
+        factorised: bool,
     ) -> None:
         optimizer.zero_grad(set_to_none=True)
         surrogate = -(omega.detach() * self.distribution.log_prob(samples, factorised)).sum()
@@ -304,6 +308,7 @@ class FPNAS(Strategy):
         return {
             "fpnas/entropy": self.distribution.entropy(),
             "fpnas/mode_macs": float(self.context.cost(arch).macs),
+            "fpnas/arch_parameters": sum(t.numel() for t in self.arch_parameters()),
             "fpnas/samples_total": self.samples_drawn,
         }
 
