@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from runs import cli_env
+
 from supernas.cli import main
 from supernas.train.checkpoint import save_checkpoint
 

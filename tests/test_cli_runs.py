@@ -6,9 +6,8 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from runs import cli_env, kill_after, overrides, supernas, write_smallest_arch
+from safetensors.torch import load_file
 
 SETTINGS = (
     "data.synthetic_train=4096",

@@ -4,8 +4,8 @@ import json
 import sys
 
 import pytest
-
 from runs import kill_after, overrides, supernas
+
 from supernas.api import search
 from supernas.cost.macs import arch_cost
 from supernas.errors import BudgetError
