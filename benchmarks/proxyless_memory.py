@@ -33,7 +33,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import hardware
+from _common import hardware, saved_bytes
 
 from supernas.cost.macs import arch_cost
 from supernas.nn import Supernet
@@ -126,22 +126,6 @@ def all_paths_arch(strategy: ProxylessNAS, batch) -> None:
     mixes = [torch.softmax(a, 0) for a in strategy.alphas]
     F.cross_entropy(net(images, weighted_forward(frame, mixes)), labels).backward()
     strategy.arch_optimizer.step()
-
-
-def saved_bytes(net: torch.nn.Module, step) -> int:
-    """Bytes of distinct non-parameter storages saved for backward while ``step`` runs."""
-    weights = {p.untyped_storage().data_ptr() for p in net.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(seen.values())
 
 
 def main() -> None:
