@@ -1,5 +1,6 @@
 """FP-NAS: coarse-to-fine distribution, PARSEC estimator, adaptive K, Split-Attention, DDP."""
 
+import itertools
 import json
 import math
 import os
@@ -11,13 +12,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from runs import overrides
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import SqueezeExcitation
 
+from runs import overrides
 from supernas.api import search
 from supernas.config import from_dict
+from supernas.cost.latency_build import Timing, build_table
 from supernas.cost.macs import arch_cost
 from supernas.errors import ConfigError
 from supernas.nn import build_model
@@ -423,3 +425,25 @@ def test_derivation_takes_the_most_probable_arch_within_the_budget():
     assert strategy.most_probable() == expected
     strategy.distribution.to_joint()  # same distribution, same answer in the joint phase
     assert strategy.most_probable() == expected
+
+
+def test_a_latency_table_sets_the_hinge_and_the_derivation_budget(tmp_path):
+    space = _tiny_space()
+    timing = Timing(batch_size=1, warmup=1, repeats=2, rounds=1)
+    table = build_table(space, torch.device("cpu"), threads=1, timing=timing)
+    table.save(tmp_path / "lut.json")
+    grid = [
+        arch_from_choices(space, dict(zip([d.name for d in decisions(space)], values, strict=True)))
+        for values in itertools.product(*(d.options for d in decisions(space)))
+    ]
+    latency = {arch.digest: table.predict(space, arch) for arch in grid}
+    target = sorted(latency.values())[1]  # two of the four archs fit
+    net = Supernet(space)
+    with pytest.raises(ConfigError, match="needs target_ms"):
+        FPNAS(net, FPNAS.Config(lut=str(tmp_path / "lut.json")), _context(net))
+    options = FPNAS.Config(lut=str(tmp_path / "lut.json"), target_ms=target, cost_weight=2.0)
+    strategy = FPNAS(net, options, _context(net))
+    for arch in grid:
+        expected = 2.0 * max(0.0, latency[arch.digest] / target - 1)
+        assert strategy._penalty(arch) == pytest.approx(expected)
+    assert latency[strategy.most_probable().digest] <= target

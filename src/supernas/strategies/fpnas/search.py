@@ -1,9 +1,10 @@
 """FP-NAS (Yan et al., CVPR 2021, arXiv 2011.10949) on PARSEC (Casale et al., arXiv 1902.05116).
 
-PARSEC's estimator (ALGORITHMS.md 4.2). Each step draws K whole archs ``a_1..a_K ~ p(a|pi)``
+PARSEC's estimator. Each step draws K whole archs ``a_1..a_K ~ p(a|pi)``
 (with replacement; the prior is the proposal) and runs each as a child of the supernet on the
-batch, giving ``l_k = B * (mean CE_k + gamma * max(0, MACs(a_k) / target - 1)) / T`` (the cost
-hinge of 4.6 only in the arch step; ``T`` the likelihood temperature, 1 by default). With the
+batch, giving ``l_k = B * (mean CE_k + gamma * max(0, cost(a_k) / target - 1)) / T`` (the cost
+hinge only in the arch step; ``cost`` the exact MACs, or the predicted latency in ms when a
+latency table is given; ``T`` the likelihood temperature, 1 by default). With the
 self-normalised importance weights ``omega_k = softmax_k(-l_k)`` (no gradient through them):
 
 - weights:  ``grad_w ~= sum_k omega_k grad_w meanCE_k``, i.e. the gradient of
@@ -19,9 +20,9 @@ the arch split, each with its own K samples (2K children per step). The first
 
 FP-NAS's additions:
 
-- **Adaptive K** (4.3): ``K_t = clip(ceil(lambda * H(p_t)), K_min, K_max)`` with ``H`` the
+- **Adaptive K**: ``K_t = clip(ceil(lambda * H(p_t)), K_min, K_max)`` with ``H`` the
   entropy in nats of the current distribution; ``adaptive: false`` keeps PARSEC's fixed K.
-- **Coarse-to-fine** (4.4): factorised per decision until step ``joint_from * total``, then
+- **Coarse-to-fine**: factorised per decision until step ``joint_from * total``, then
   one categorical per block over the product of its decisions, initialised to the product of
   the factors (`ArchDistribution.to_joint`), with a fresh Adam. The factor logits then live on
   as a *factorised-only reference*: they keep being updated with the same samples, reweighted
@@ -30,8 +31,9 @@ FP-NAS's additions:
   at no extra forward pass. It is a reference only: derivation uses the joint distribution.
 - **Split-Attention** is an ordinary decision (``attention`` in {0, 1, 2, 4} in the
   ``fbnetv2_f_pp`` and ``fpnas_l*`` spaces); see `supernas.nn.blocks.SplitAttention`.
-- **Derivation** (4.6): the most probable arch; if it is over the MACs budget, the most
-  probable of ``derive_samples`` drawn archs within the budget (the smallest arch if none).
+- **Derivation**: the most probable arch; if it is over the budget (the MACs budget, and the
+  latency target when a table is given), the most probable of ``derive_samples`` drawn archs
+  within it (the smallest arch if none).
 
 Distributed (``torchrun``): every rank draws the same K archs from the shared seed, runs the
 children ``k = rank, rank + W, ...`` on its own data shard, and the K losses are summed over
@@ -42,10 +44,9 @@ would not line up across ranks). The arch update depends only on ``omega`` and t
 identical on every rank, so ``pi`` stays in sync without a gradient all-reduce.
 
 Simplifications (say them when comparing with the paper): the children of a weight step keep
-their graphs until ``omega`` is known (memory of K/W children, not one; the 4.9 alternative
-of a second forward per child is not implemented); no latency term (the library has no
-latency tables yet; the hinge uses exact MACs); FP-NAS's lambda, theta and K bounds are not
-known from the paper (defaults are ours).
+their graphs until ``omega`` is known (memory of K/W children, not one; a second forward per
+child instead is not implemented); FP-NAS's lambda, theta and K bounds are not known from the
+paper (defaults are ours).
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from supernas.cost.latency import LatencyTable
 from supernas.errors import BudgetError, ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import sample as uniform_sample
 from supernas.space.choices import smallest
+from supernas.space.space import SearchSpace
 from supernas.strategies.base import STRATEGIES, Batch, Strategy
 from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.fpnas.distribution import ArchDistribution, Sample
@@ -97,6 +100,8 @@ class FPNAS(Strategy):
         temperature: float = 1.0  # T of the likelihood l/T (1: PARSEC's formula)
         cost_weight: float = 0.0  # gamma, nats per example per unit of relative MACs excess
         target_macs: float | None = None  # hinge target; None: the search budget
+        lut: str | None = None  # latency table (`supernas latency build`): hinge on latency
+        target_ms: float | None = None  # the latency target, needed with lut
         derive_samples: int = 2000  # draws to find the most probable in-budget arch
         calibration_batches: int = 10  # BN recalibration when evaluating the derived arch
 
@@ -120,10 +125,14 @@ class FPNAS(Strategy):
         self.arch_batches_used = 0
         self._arch_iter: Iterator[Batch] | None = None
         self.candidates: list[dict] = []
-        target = config.target_macs if config.target_macs is not None else context.budget_macs
+        self.table = _load_table(config, self.space)
+        if self.table is not None:
+            target = config.target_ms
+        else:
+            target = config.target_macs if config.target_macs is not None else context.budget_macs
         if config.cost_weight > 0 and target is None:
             raise ConfigError("fpnas: cost_weight needs target_macs or search.budget_macs")
-        self.target_macs = target
+        self.target = target
 
     def _adam(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.distribution.parameters(), lr=self.config.arch_lr)
@@ -227,8 +236,13 @@ class FPNAS(Strategy):
     def _penalty(self, arch: Arch) -> float:
         if self.config.cost_weight == 0:
             return 0.0
-        excess = self.context.cost(arch).macs / self.target_macs - 1
-        return self.config.cost_weight * max(0.0, excess)
+        return self.config.cost_weight * max(0.0, self._cost(arch) / self.target - 1)
+
+    def _cost(self, arch: Arch) -> float:
+        """The hinge's cost: predicted latency (ms) with a table, else exact MACs."""
+        if self.table is not None:
+            return self.table.predict(self.space, arch)
+        return self.context.cost(arch).macs
 
     def _arch_step(self, count: int) -> dict[str, float]:
         """Moves pi towards the archs with the highest importance weights on the arch split."""
@@ -269,7 +283,9 @@ class FPNAS(Strategy):
 
     def _in_budget(self, arch: Arch) -> bool:
         budget = self.context.budget_macs
-        return budget is None or self.context.cost(arch).macs <= budget
+        if budget is not None and self.context.cost(arch).macs > budget:
+            return False
+        return self.table is None or self.table.predict(self.space, arch) <= self.target
 
     def most_probable(self) -> Arch:
         """The most probable arch, or the most probable in-budget one of many draws."""
@@ -336,3 +352,13 @@ class FPNAS(Strategy):
         self.samples_drawn = state["samples_drawn"]
         self.arch_batches_used = state["arch_batches_used"]
         self._arch_iter = None
+
+
+def _load_table(config: FPNAS.Config, space: SearchSpace) -> LatencyTable | None:
+    if config.lut is None:
+        return None
+    if config.target_ms is None:
+        raise ConfigError("fpnas: a latency table (lut) needs target_ms")
+    table = LatencyTable.load(config.lut)
+    table.check(space)
+    return table
