@@ -19,7 +19,7 @@ data:
 	@scripts/install_data.sh
 
 demo: setup
-	$(BIN)/supernas search recipes/fmnist_random.yaml
+	$(BIN)/supernas search recipes/fmnist_dmasking.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q

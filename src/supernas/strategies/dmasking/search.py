@@ -3,7 +3,7 @@
 One logit vector ``alpha`` per decision of the space. Each forward draws Gumbel noise for every
 decision and runs the soft supernet (`MaskedForward`) under ``g = softmax((alpha + G) / tau)``.
 
-Schedule (FBNet's, which FBNetV2 follows; `ALGORITHMS.md` 2.5):
+Schedule (FBNet's, arXiv 1812.03443, which FBNetV2 follows):
 
 - the first ``warmup_epochs`` train the weights only (``alpha`` frozen at uniform);
 - then weight steps on the weight split (plain cross-entropy, SGD) alternate with architecture
