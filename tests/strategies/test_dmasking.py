@@ -78,12 +78,14 @@ def test_one_hot_masked_supernet_is_the_child(arch):
 @settings(max_examples=2)
 @given(data=st.data())
 def test_one_hot_is_exact_on_tied_and_projected_spaces(name, data):
+    """In float64: the wide ImageNet heads leave float32 sums ~1e-3 apart in another order."""
     space = small_space(name)
     arch = data.draw(archs(space))
-    net = _supernet(space)
-    x = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
-    relaxed = MaskedForward(space, _one_hot(space, arch))
-    torch.testing.assert_close(net(x, relaxed), net(x, arch), rtol=1e-4, atol=1e-4)
+    net = _supernet(space).double()
+    x = torch.randn(2, space.in_channels, arch.resolution, arch.resolution, dtype=torch.float64)
+    weights = {key: p.double() for key, p in _one_hot(space, arch).items()}
+    relaxed = MaskedForward(space, weights)
+    torch.testing.assert_close(net(x, relaxed), net(x, arch), rtol=1e-10, atol=1e-10)
 
 
 def test_one_hot_supernet_equals_the_standalone_child():

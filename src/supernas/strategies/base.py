@@ -9,6 +9,7 @@ task and handed in, so strategies do not depend on the training package.
 from __future__ import annotations
 
 import abc
+import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from supernas.registry import Registry
 from supernas.space.arch import Arch
 from supernas.space.choices import smallest
 from supernas.space.space import SearchSpace
+from supernas.strategies.evaluation import evaluate_child
 
 Batch = tuple[Tensor, Tensor]
 
@@ -108,6 +110,17 @@ class Strategy(abc.ABC):
         """The model of ``arch`` taken from the trained ``supernet`` without training, for
         methods whose ``retrains`` is False; ``calibration`` yields training batches."""
         raise NotImplementedError(f"{cls.name} retrains its arch; it has no sliced deployment")
+
+    def score(self, arch: Arch, calibration_batches: int) -> dict[str, Any]:
+        """A candidates.json record: ``arch``'s cost and its arch-split top-1 as cut from the
+        supernet, BN recomputed on ``calibration_batches`` training batches."""
+        context = self.context
+        calibration = itertools.islice(context.calibration_batches(), calibration_batches)
+        accuracy = evaluate_child(
+            self.supernet, arch, calibration, context.arch_batches(), context.device
+        )
+        cost = context.cost(arch)
+        return {"arch": str(arch), "macs": cost.macs, "params": cost.params, "arch_top1": accuracy}
 
     def epoch_metrics(self) -> dict[str, float]:
         """Metrics logged at each epoch end (e.g. the cost of the current best arch)."""

@@ -8,7 +8,6 @@ scratch like any other method's.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -17,7 +16,6 @@ from supernas.errors import BudgetError
 from supernas.space.arch import Arch
 from supernas.space.choices import sample, smallest
 from supernas.strategies.base import STRATEGIES, Batch, Strategy
-from supernas.strategies.evaluation import evaluate_child
 
 
 @STRATEGIES.register("random")
@@ -64,19 +62,7 @@ class RandomSearch(Strategy):
         return list(found.values())
 
     def derive(self) -> Arch:
-        context, best, best_acc = self.context, None, -1.0
-        self.candidates = []
-        for arch in self._candidates():
-            calibration = itertools.islice(
-                context.calibration_batches(), self.config.calibration_batches
-            )
-            accuracy = evaluate_child(
-                self.supernet, arch, calibration, context.arch_batches(), context.device
-            )
-            cost = context.cost(arch)
-            self.candidates.append(
-                {"arch": str(arch), "macs": cost.macs, "params": cost.params, "arch_top1": accuracy}
-            )
-            if accuracy > best_acc:
-                best, best_acc = arch, accuracy
-        return best
+        archs = self._candidates()
+        self.candidates = [self.score(arch, self.config.calibration_batches) for arch in archs]
+        scores = [record["arch_top1"] for record in self.candidates]
+        return archs[scores.index(max(scores))]  # the first best, as drawn

@@ -28,7 +28,6 @@ ranks run the same soft architecture; ``alpha``'s gradients are averaged over ra
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -46,7 +45,6 @@ from supernas.space.arch import Arch
 from supernas.space.choices import arch_from_choices, choices_of, decisions, smallest
 from supernas.strategies.base import STRATEGIES, Batch, Strategy
 from supernas.strategies.dmasking.relaxed import SUBSAMPLING, MaskedForward
-from supernas.strategies.evaluation import evaluate_child
 
 log = logging.getLogger(__name__)
 
@@ -270,29 +268,14 @@ class DMaskingNAS(Strategy):
 
     def derive(self) -> Arch:
         """The argmax arch, or the best in-budget candidate on the arch split (see module doc)."""
-        context = self.context
-        self.candidates = []
         candidates = self._candidates()
-        scored = []
-        for arch, log_prob in candidates:
-            calibration = itertools.islice(
-                context.calibration_batches(), self.config.calibration_batches
-            )
-            accuracy = evaluate_child(
-                self.supernet, arch, calibration, context.arch_batches(), context.device
-            )
-            cost = context.cost(arch)
-            self.candidates.append(
-                {
-                    "arch": str(arch),
-                    "macs": cost.macs,
-                    "params": cost.params,
-                    "arch_top1": accuracy,
-                    "log_prob": round(log_prob, 4),
-                }
-            )
-            scored.append((accuracy if self.config.derive_samples else log_prob, arch))
-        return max(scored, key=lambda pair: pair[0])[1]
+        self.candidates = [
+            {**self.score(arch, self.config.calibration_batches), "log_prob": round(log_prob, 4)}
+            for arch, log_prob in candidates
+        ]
+        key = "arch_top1" if self.config.derive_samples else "log_prob"
+        scores = [record[key] for record in self.candidates]
+        return candidates[scores.index(max(scores))][0]
 
     def epoch_metrics(self) -> dict[str, float]:
         probs = self.probabilities()

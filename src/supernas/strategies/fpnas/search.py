@@ -69,7 +69,6 @@ from supernas.space.choices import sample as uniform_sample
 from supernas.space.choices import smallest
 from supernas.space.space import SearchSpace
 from supernas.strategies.base import STRATEGIES, Batch, Strategy
-from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.fpnas.distribution import ArchDistribution, Sample
 
 
@@ -306,17 +305,7 @@ class FPNAS(Strategy):
 
     def derive(self) -> Arch:
         arch = self.most_probable()
-        context = self.context
-        calibration = itertools.islice(
-            context.calibration_batches(), self.config.calibration_batches
-        )
-        accuracy = evaluate_child(
-            self.supernet, arch, calibration, context.arch_batches(), context.device
-        )
-        cost = context.cost(arch)
-        self.candidates = [
-            {"arch": str(arch), "macs": cost.macs, "params": cost.params, "arch_top1": accuracy}
-        ]
+        self.candidates = [self.score(arch, self.config.calibration_batches)]
         return arch
 
     def epoch_metrics(self) -> dict[str, float]:
