@@ -248,13 +248,13 @@ def median_times(runs: dict[str, list[Callable]], batch, repeats: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 8, 3 repeats (<1 min)")
+    parser.add_argument("--quick", action="store_true", help="batch 8, 2 repeats (<1 min)")
     parser.add_argument("--batch-size", type=int, help="default 8 with --quick, else 32")
-    parser.add_argument("--repeats", type=int, help="default 3 with --quick, else 9")
+    parser.add_argument("--repeats", type=int, help="default 2 with --quick, else 9")
     args = parser.parse_args()
     torch.set_num_threads(1)
     batch_size = args.batch_size or (8 if args.quick else 32)
-    repeats = args.repeats or (3 if args.quick else 9)
+    repeats = args.repeats or (2 if args.quick else 9)
     batch = next(batches(batch_size))
 
     masking = {n: masking_strategy(space_with(n), batch_size) for n in OPTIONS}
