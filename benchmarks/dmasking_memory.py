@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from _common import hardware, saved_bytes
+from _common import hardware
 from torch import Tensor, nn
 
 from supernas.cost.macs import arch_cost
@@ -47,6 +47,7 @@ from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, biggest
 from supernas.strategies import SearchContext
 from supernas.strategies.dmasking import DMaskingNAS
 from supernas.strategies.dmasking.search import frozen_weights, gumbel_softmax
+from supernas.train.memory import saved_activation_bytes
 
 OPTIONS = (1, 2, 4, 8, 16, 32)
 STEM, WIDTH, HIDDEN, EXPANSION = 32, 64, 128, 4
@@ -232,7 +233,7 @@ def plain_phases(space: SearchSpace) -> list[Callable]:
 
 def peak_mib(net: nn.Module, phases: list[Callable], batch) -> float:
     """The larger phase's saved bytes (measured apart: a freed storage could be reused)."""
-    return max(saved_bytes(net, lambda f=f: f(batch)) for f in phases) / 2**20
+    return max(saved_activation_bytes(net, lambda f=f: f(batch)) for f in phases) / 2**20
 
 
 def median_times(runs: dict[str, list[Callable]], batch, repeats: int) -> dict[str, float]:

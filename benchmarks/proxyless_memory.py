@@ -33,7 +33,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import hardware, saved_bytes
+from _common import hardware
 
 from supernas.cost.macs import arch_cost
 from supernas.nn import Supernet
@@ -41,6 +41,7 @@ from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
 from supernas.strategies import SearchContext
 from supernas.strategies.proxyless import ProxylessNAS
 from supernas.strategies.proxyless.paths import weighted_forward
+from supernas.train.memory import saved_activation_bytes
 
 OPTIONS = {  # candidates per block: (kernel sizes, expansions, widths)
     2: ((3, 5), (6,), (32,)),
@@ -152,7 +153,10 @@ def main() -> None:
     # Each phase alone: the saved tensors of one forward are all alive at once (a storage
     # freed in an earlier phase could be reused and hide a later one).
     peak = {
-        key: max(saved_bytes(s.supernet, lambda s=s, f=f: f(s, batch)) for f in methods[key[0]])
+        key: max(
+            saved_activation_bytes(s.supernet, lambda s=s, f=f: f(s, batch))
+            for f in methods[key[0]]
+        )
         / 2**20
         for key, s in strategies.items()
     }

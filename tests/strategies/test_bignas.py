@@ -1,9 +1,7 @@
 """BigNAS: sandwich rule, detached distillation, zero-init gamma, constant-ending LR, budgets,
 BN recalibration, coarse-to-fine selection, same children on every rank, sliced deployment."""
 
-import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from runs import free_port, rank_env
 from supernas.api import evaluate, search, select
 from supernas.config import from_dict
 from supernas.cost.macs import arch_cost
@@ -282,20 +281,8 @@ def test_coarse_to_fine_selection_keeps_budgets_and_improves_on_the_grid():
 WORLD_SIZE = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD_SIZE),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port, WORLD_SIZE)
     torch.set_num_threads(1)
     env = init_distributed("cpu")
     drawn = []
@@ -320,7 +307,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_train_the_same_children_and_keep_identical_weights(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE))
     assert rank0["drawn"] == rank1["drawn"] and len(rank0["drawn"]) == 8
     assert all(torch.equal(a, b) for a, b in zip(rank0["weights"], rank1["weights"], strict=True))

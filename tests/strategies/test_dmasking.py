@@ -2,9 +2,7 @@
 
 import json
 import math
-import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from draws import archs, small_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runs import free_port, rank_env
 from supernas.api import search
 from supernas.config import from_dict
 from supernas.cost.expected import ExpectedCost, one_hot_probs
@@ -211,17 +210,10 @@ def test_search_derives_an_arch_within_the_exact_budget(tmp_path):
 # -- two processes ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     from supernas.train import average_gradients, cleanup, init_distributed, wrap_ddp
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port)
+    rank_env(rank, port)
     torch.set_num_threads(1)
     env = init_distributed("cpu")
     space = FMNIST
@@ -261,7 +253,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_keep_identical_architecture_parameters(tmp_path):
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for name, alpha in rank0["alpha"].items():
         assert torch.equal(alpha, rank1["alpha"][name]), name

@@ -3,9 +3,7 @@
 import itertools
 import json
 import math
-import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import SqueezeExcitation
 
-from runs import overrides
+from runs import free_port, overrides, rank_env
 from supernas.api import search
 from supernas.config import from_dict
 from supernas.cost.latency_build import Timing, build_table
@@ -280,12 +278,6 @@ def test_fbnetv2_f_pp_searches_split_attention_and_l_presets_exist():
 # -- two processes ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run_steps(rank: int, world_size: int, out: Path, env=None) -> None:
     from supernas.train import average_gradients
 
@@ -322,8 +314,7 @@ def _run_steps(rank: int, world_size: int, out: Path, env=None) -> None:
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     from supernas.train import cleanup, init_distributed
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    rank_env(rank, port)
     torch.set_num_threads(1)
     env = init_distributed("cpu")
     _run_steps(rank, 2, Path(out_dir), env)
@@ -331,7 +322,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_split_the_samples_and_match_one_process(tmp_path):
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     _run_steps(0, 1, tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}_of2.pt") for r in range(2)]
     single = torch.load(tmp_path / "rank0_of1.pt")

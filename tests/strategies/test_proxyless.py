@@ -3,8 +3,6 @@ expected cost and its gradient, and two ranks staying in step."""
 
 import copy
 import itertools
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from runs import free_port, rank_env
 from supernas.cost.latency import LatencyTable
 from supernas.cost.latency_build import table_layers
 from supernas.cost.macs import arch_cost
@@ -22,6 +21,7 @@ from supernas.strategies import SearchContext
 from supernas.strategies.proxyless import ProxylessNAS
 from supernas.strategies.proxyless.expected import ExpectedCost, layer_costs
 from supernas.strategies.proxyless.paths import BlockPath, gated_forward, weighted_forward
+from supernas.train.memory import saved_activation_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -218,22 +218,6 @@ def test_one_hot_gated_forward_is_the_child():
         torch.testing.assert_close(relaxed, net(x, strategy.frame.arch(active)))
 
 
-def _saved_activation_bytes(net, step) -> int:
-    """Bytes of non-parameter tensors saved for backward during ``step`` (distinct storages)."""
-    weights = {p.untyped_storage().data_ptr() for p in net.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(seen.values())
-
-
 def test_only_one_path_of_activations_is_kept():
     few, many = (
         make(kernel_space(k), stream=batches(resolution=16))
@@ -242,17 +226,17 @@ def test_only_one_path_of_activations_is_kept():
     assert [len(c) for c in many.frame.candidates] == [9, 9, 9]
     batch = next(batches(resolution=16))
     weight_bytes = [
-        _saved_activation_bytes(s.supernet, lambda s=s: s.weight_step(batch)) for s in (few, many)
+        saved_activation_bytes(s.supernet, lambda s=s: s.weight_step(batch)) for s in (few, many)
     ]
     arch_bytes = [
-        _saved_activation_bytes(s.supernet, lambda s=s: s.arch_step(s._arch_batch()))
+        saved_activation_bytes(s.supernet, lambda s=s: s.arch_step(s._arch_batch()))
         for s in (few, many)
     ]
     assert weight_bytes[0] == weight_bytes[1] > 0
     # Only the alpha-sized tensors (softmax, cost weights: bytes) grow with the candidates.
     assert arch_bytes[1] == pytest.approx(arch_bytes[0], rel=0.01) and arch_bytes[0] > 0
     mixes = [torch.softmax(a, 0) for a in many.alphas]
-    all_paths = _saved_activation_bytes(
+    all_paths = saved_activation_bytes(
         many.supernet,
         lambda: F.cross_entropy(
             many.supernet(batch[0], weighted_forward(many.frame, mixes)), batch[1]
@@ -388,17 +372,10 @@ def test_reinforce_moves_alpha_and_state_round_trips():
     assert other.sample_paths() == strategy.sample_paths()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     from supernas.train import average_gradients, cleanup, init_distributed, wrap_ddp
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port)
+    rank_env(rank, port)
     torch.set_num_threads(1)
     env = init_distributed("cpu")
     stream = batches(seed=100 + rank)  # different data on each rank
@@ -419,7 +396,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_draw_the_same_paths_and_keep_identical_alpha(tmp_path):
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for a, b in zip(rank0["alphas"], rank1["alphas"], strict=True):
         assert torch.equal(a, b)

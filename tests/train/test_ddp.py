@@ -1,7 +1,5 @@
 """Two processes on gloo (CPU): DDP keeps the ranks' weights identical, and rank 0 alone writes."""
 
-import os
-import socket
 from pathlib import Path
 
 import torch
@@ -9,25 +7,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from train_fakes import classifier_task, train_loader
 
+from runs import free_port, rank_env
 from supernas.train import LoopConfig, cleanup, init_distributed, read_metrics, run_loop, unwrap
 
 WORLD_SIZE = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD_SIZE),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port, WORLD_SIZE)
     torch.set_num_threads(1)
     env = init_distributed("cpu")
     assert dist.get_backend() == "gloo"
@@ -42,7 +29,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def test_two_ranks_end_with_identical_weights(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE))
     assert all(torch.equal(a, b) for a, b in zip(rank0, rank1, strict=True))
     initial = [p.detach() for p in classifier_task(1).model.parameters()]  # rank 0's start
