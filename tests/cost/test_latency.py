@@ -3,6 +3,7 @@ entries, tables from another space or device are refused, and the CLI builds and
 
 import dataclasses
 import json
+import platform
 import random
 
 import pytest
@@ -10,7 +11,13 @@ import torch
 
 from supernas.cli import main
 from supernas.cost.latency import LatencyTable, net_keys
-from supernas.cost.latency_build import Timing, build_table, spearman, table_layers
+from supernas.cost.latency_build import (
+    KEPT_FREED_MEMORY,
+    Timing,
+    build_table,
+    spearman,
+    table_layers,
+)
 from supernas.errors import ConfigError
 from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, plan, sample
 
@@ -62,6 +69,11 @@ def test_table_holds_every_layer_of_every_child(table):
     assert set(table.entries) == set(table_layers(space))
     assert all(v > 0 for v in table.entries.values())
     assert (table.threads, table.batch_size, table.device) == (1, 1, "cpu")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
+def test_glibc_keeps_freed_memory_while_timing_and_the_table_says_so(table):
+    assert table.allocator == KEPT_FREED_MEMORY
 
 
 def test_json_round_trip_and_format_check(table, tmp_path):

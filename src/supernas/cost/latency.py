@@ -9,7 +9,8 @@ measurements when the table is built (`supernas.cost.latency_build`).
 
 A table is only valid for the space and device it was measured on: the JSON records the space
 name and fingerprint, the device kind and model, the torch version, the thread count and the
-batch size, and `LatencyTable.check` refuses a table from another space or device.
+batch size and the allocator setting, and `LatencyTable.check` refuses a table from another
+space or device.
 
 Key examples (our blocks have more fields than the reference's ``expanded_conv`` keys)::
 
@@ -98,6 +99,7 @@ class LatencyTable:
     warmup: int  # untimed runs before timing each entry
     repeats: int  # timed runs per pass; a pass's value is their median
     rounds: int  # interleaved passes over all entries; an entry is its smallest pass median
+    allocator: str = "default"  # how CPU memory was allocated (see `latency_build`)
     entries: dict[str, float] = field(default_factory=dict)
     overhead_ms: float = 0.0  # fitted per-network constant added to every prediction
 

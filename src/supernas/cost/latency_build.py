@@ -11,10 +11,21 @@ random archs, of measured end-to-end latency minus the sum of their entries (a c
 least-absolute-deviation fit). `check_table` measures other random archs end to end and reports
 the predictor's mean absolute percentage error and the Spearman rank correlation between
 predicted and measured latency.
+
+Every timing first calls `keep_freed_memory`. With glibc's default malloc, the large
+activations of a 224 px network are handed back to the OS when freed and page-faulted back in
+on the next forward pass, which added 10-17 ms to 15-20 ms networks of ``proxyless_mobile`` on
+one CPU thread. A layer timed alone reuses one buffer and never pays it, so no sum of layer
+times can predict it. Keeping freed memory in the process (what jemalloc or tcmalloc, the
+PyTorch CPU tuning guide's advice, also do) removes the cost from both measurements; a table
+records the setting in ``allocator``, and a deployment that wants the predicted latency runs
+with the same (``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` below, or one of
+those allocators).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import itertools
 import random
@@ -46,6 +57,25 @@ class Timing:
     warmup: int = 5
     repeats: int = 15
     rounds: int = 3  # interleaved passes; a value is the smallest of its per-pass medians
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest: only blocks above 32 MiB go straight to mmap
+KEPT_FREED_MEMORY = "glibc: MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_MMAP_THRESHOLD_=33554432"
+
+
+def keep_freed_memory() -> str:
+    """Makes glibc malloc keep freed memory in this process; returns what the allocator does.
+
+    Process-wide and idempotent (see the module docstring for why timings need it). Elsewhere
+    than glibc nothing changes and ``"default"`` is returned.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return "default"
+    kept = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    return KEPT_FREED_MEMORY if kept else "default"
 
 
 @dataclass(frozen=True)
@@ -169,6 +199,7 @@ def _interleaved(runs: list[tuple[Callable, Tensor]], timing: Timing, progress: 
     Passes go over all runs in turn, so a burst of load from other processes on a shared
     machine spoils one pass of a few runs rather than every repeat of one.
     """
+    keep_freed_memory()
     passes = [
         [median_ms(run, x, timing) for run, x in runs]
         for _ in tqdm(range(timing.rounds), desc="latency passes", disable=not progress)
@@ -225,6 +256,7 @@ def build_table(
         warmup=timing.warmup,
         repeats=timing.repeats,
         rounds=timing.rounds,
+        allocator=keep_freed_memory(),
     )
     layers = table_layers(space)
     with _threads(threads), torch.random.fork_rng(devices=[]):
