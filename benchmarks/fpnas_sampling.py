@@ -6,13 +6,19 @@ a fixed K (PARSEC; K = 8, and the paper's K = 14 unless ``--quick``) and once wi
 fixed value and falls with the entropy). Reports the samples drawn (weight and arch steps), the
 search wall time, and the arch-split top-1 of each derived arch (cut from its supernet, BN
 recalibrated), plus the entropies of the coarse-to-fine run against its factorised-only
-reference. Prints one JSON line last; the headline keys are those of the largest K.
+reference. With ``--seeds`` every search runs once per seed (the seed moves the weight init,
+the data order and the sampled archs) and the accuracies and wall times are means over the
+seeds: one derived arch's arch-split top-1 varies by about a point between seeds, more than the
+0.5 points the goal asks about. Goal: at least 40% fewer samples and a mean accuracy of the
+adaptive runs no more than 0.5 points below the fixed ones, for every K (an adaptive run that
+scores higher meets it). Prints one JSON line last; the headline keys are those of the largest K.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +34,10 @@ from supernas.strategies.fpnas import ArchDistribution
 from supernas.train.distributed import cleanup, init_distributed, resolve_device
 
 
-def _settings(args: argparse.Namespace, options: str) -> list[str]:
+def _settings(args: argparse.Namespace, options: str, seed: int) -> list[str]:
     return [
         "space=fmnist_small",
+        f"seed={seed}",
         "device=cpu",
         "data.name=fashion_mnist",
         f"data.batch_size={args.batch_size}",
@@ -46,8 +53,8 @@ def _settings(args: argparse.Namespace, options: str) -> list[str]:
     ]
 
 
-def _search(args: argparse.Namespace, options: str) -> dict:
-    cfg = load_run_config(None, _settings(args, options))
+def _search(args: argparse.Namespace, options: str, seed: int) -> dict:
+    cfg = load_run_config(None, _settings(args, options, seed))
     env = init_distributed(cfg.device)
     device = resolve_device(cfg.device, env)
     space = get_space(cfg.space)
@@ -72,30 +79,43 @@ def _search(args: argparse.Namespace, options: str) -> dict:
     }
 
 
+def _mean(runs: list[dict], key: str) -> float:
+    return round(statistics.mean(run[key] for run in runs), 2)
+
+
 def compare(args: argparse.Namespace, fixed_k: int) -> dict:
     entropy0 = ArchDistribution(get_space("fmnist_small")).entropy()
     common = f"arch_lr: {args.arch_lr}, joint_from: {args.joint_from}"
-    fixed = _search(args, f"{{adaptive: false, samples: {fixed_k}, {common}}}")
     scale = fixed_k / entropy0
-    adaptive = _search(
-        args,
+    adaptive_options = (
         f"{{adaptive: true, max_samples: {fixed_k}, min_samples: {args.min_samples}, "
-        f"entropy_scale: {scale:.6f}, {common}}}",
+        f"entropy_scale: {scale:.6f}, {common}}}"
     )
+    fixed, adaptive = [], []
+    for seed in args.seeds:
+        fixed.append(_search(args, f"{{adaptive: false, samples: {fixed_k}, {common}}}", seed))
+        adaptive.append(_search(args, adaptive_options, seed))
+    fixed_samples, adaptive_samples = _mean(fixed, "samples"), _mean(adaptive, "samples")
     return {
         "fixed_k": fixed_k,
-        "fixed_samples": fixed["samples"],
-        "adaptive_samples": adaptive["samples"],
-        "sample_reduction": round(1 - adaptive["samples"] / fixed["samples"], 4),
-        "fixed_arch_val_acc": fixed["arch_val_acc"],
-        "adaptive_arch_val_acc": adaptive["arch_val_acc"],
-        "wall_s_fixed": fixed["wall_s"],
-        "wall_s_adaptive": adaptive["wall_s"],
-        "speedup": round(fixed["wall_s"] / adaptive["wall_s"], 2),
+        "fixed_samples": fixed_samples,
+        "adaptive_samples": adaptive_samples,
+        "sample_reduction": round(1 - adaptive_samples / fixed_samples, 4),
+        "fixed_arch_val_acc": _mean(fixed, "arch_val_acc"),
+        "adaptive_arch_val_acc": _mean(adaptive, "arch_val_acc"),
+        "wall_s_fixed": _mean(fixed, "wall_s"),
+        "wall_s_adaptive": _mean(adaptive, "wall_s"),
+        "speedup": round(_mean(fixed, "wall_s") / _mean(adaptive, "wall_s"), 2),
         "entropy_scale": round(scale, 4),
         "fixed": fixed,
         "adaptive": adaptive,
     }
+
+
+def meets_goal(run: dict) -> bool:
+    """At least 40% fewer samples, and adaptive at most 0.5 points below fixed on average."""
+    accuracy_kept = run["adaptive_arch_val_acc"] >= run["fixed_arch_val_acc"] - 0.5
+    return run["sample_reduction"] >= 0.4 and accuracy_kept
 
 
 def main() -> None:
@@ -107,24 +127,23 @@ def main() -> None:
     parser.add_argument("--joint-from", type=float, default=0.5)
     parser.add_argument("--min-samples", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one search per seed")
     args = parser.parse_args()
     if args.images is None:
         args.images = 1000 if args.quick else 6400
     ks = (8,) if args.quick else (8, 14)
     runs = [compare(args, k) for k in ks]
-    steps = len(runs[0]["fixed"]["K_path"])
+    steps = len(runs[0]["fixed"][0]["K_path"])
     headline = {k: v for k, v in runs[-1].items() if k not in ("fixed", "adaptive")}
-    goal = headline["sample_reduction"] >= 0.4 and (
-        abs(headline["fixed_arch_val_acc"] - headline["adaptive_arch_val_acc"]) <= 0.5
-    )
     result = {
         "benchmark": "fpnas_sampling",
         "quick": args.quick,
         "space": "fmnist_small",
         "images": args.images,
         "steps": steps,
+        "seeds": args.seeds,
         **headline,
-        "goal_met": goal,
+        "goal_met": all(meets_goal(run) for run in runs),
         "runs": runs,
         "hardware": hardware(),
     }
