@@ -127,10 +127,14 @@ def main() -> None:
     parser.add_argument("--joint-from", type=float, default=0.5)
     parser.add_argument("--min-samples", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=1)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one search per seed")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="one search per seed (default 0 1 2; 0 with --quick)"
+    )
     args = parser.parse_args()
     if args.images is None:
         args.images = 1000 if args.quick else 6400
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1, 2]
     ks = (8,) if args.quick else (8, 14)
     runs = [compare(args, k) for k in ks]
     steps = len(runs[0]["fixed"][0]["K_path"])
