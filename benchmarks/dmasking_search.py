@@ -17,8 +17,8 @@
 ``--searched RUN_DIR`` takes step 1 from a finished run of the same recipe (e.g. ``make demo``)
 instead of searching again; its settings are read from the run's ``config.yaml``. Each random
 arch's test accuracy is kept in ``--cache`` under a key of the arch and everything its training
-depends on (space, seed, data and train settings), so trying other search settings does not
-retrain the same random archs; a change to the training recipe retrains them.
+depends on (space, seed, data and train settings, torch threads), so trying other search
+settings does not retrain the same random archs; a change to the training recipe retrains them.
 
 Prints one JSON line last. ``--quick`` runs a tiny setting (a few minutes) to check the script.
 """
@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from _common import hardware
 
 from supernas.api import read_config, search, train
@@ -66,9 +67,11 @@ def random_archs(space: SearchSpace, budget: float, floor: float, count: int, se
 
 
 def training_key(cfg, arch: Arch) -> str:
-    """What a from-scratch test accuracy depends on: the arch and the training settings."""
+    """What a from-scratch test accuracy depends on: the arch, the training settings and the
+    thread count (which changes float summation order, and so the result by ~0.2 points)."""
     settings = {
         "arch": arch.digest,
+        "threads": torch.get_num_threads(),
         "space": cfg.space,
         "seed": cfg.seed,
         "data": dataclasses.asdict(cfg.data),
