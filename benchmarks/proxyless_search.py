@@ -63,8 +63,10 @@ def main() -> None:
     parser.add_argument("--images", type=int)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--arch-lr", type=float, default=0.03)
-    parser.add_argument("--loss", default="linear", help="linear (paper) or mul_log (code)")
-    parser.add_argument("--loss-lambda", type=float, default=0.5, help="linear: weight")
+    parser.add_argument(
+        "--loss", default="budget", help="budget (hinge), linear (paper) or mul_log (code)"
+    )
+    parser.add_argument("--loss-lambda", type=float, default=1.0, help="budget, linear: weight")
     args = parser.parse_args()
     args.epochs = args.epochs or (2 if args.quick else 4)
     args.images = args.images or (6000 if args.quick else 12000)

@@ -316,11 +316,13 @@ def test_bad_options_are_refused():
         make(get_space("fmnist_bignas"))
 
 
-def test_latency_target_pulls_the_arch_towards_cheaper_candidates():
-    """With a latency term only (CE held constant by a tiny target), the argmax gets cheaper."""
+@pytest.mark.parametrize("loss", ["linear", "budget"])
+def test_latency_target_pulls_the_arch_towards_cheaper_candidates(loss):
+    """A target far below every arch and a heavy cost weight (CE negligible): the argmax gets
+    cheaper, under the additive form and under the hinge."""
     space = tiny_space()
     strategy = make(
-        space, mode="full", cost="macs", target=1e4, loss="linear", loss_lambda=50.0, arch_lr=0.1
+        space, mode="full", cost="macs", target=1e4, loss=loss, loss_lambda=50.0, arch_lr=0.1
     )
     start = arch_cost(space, strategy.frame.arch([0, 0, 0])).macs
     for _ in range(6):

@@ -26,7 +26,10 @@ ICLR 2019 (arXiv 1812.00332), sections 3.1-3.3, with the reference code's choice
   mode ``p~`` on the two drawn candidates and 0 elsewhere, as the code), from a latency table
   (``cost: latency``), or exact MACs or parameters; ``loss: mul_log`` is the code's default
   ``0.2 * CE * (log E / log T) ** 0.3``, ``loss: linear`` the paper's additive form
-  ``CE + lam * (E - T) / T`` (the constant ``-lam`` does not change the gradient).
+  ``CE + lam * (E - T) / T`` (the constant ``-lam`` does not change the gradient; nor does
+  ``T`` change where the search settles, only the gradient's scale), ``loss: budget`` the
+  hinge ``CE + lam * max(0, E / T - 1)``, a constraint: no push below the target, a pull back
+  down from above it.
 - Adam on ``alpha`` with ``betas = (0, 0.999)``: without momentum a candidate that gets no
   gradient does not move, which two-path mode relies on.
 - DDP: every rank draws the same paths from a generator seeded alike; ``alpha`` gradients are
@@ -64,7 +67,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("two_path", "full", "reinforce")
 COSTS = ("latency", "macs", "params", "none")
-LOSSES = ("mul_log", "linear")
+LOSSES = ("mul_log", "linear", "budget")
 
 
 @STRATEGIES.register("proxyless")
@@ -77,10 +80,10 @@ class ProxylessNAS(Strategy):
         cost: str = "latency"  # "latency" (needs lut), "macs", "params" or "none"
         target: float | None = None  # ms, MACs or params; None with macs: search.budget_macs
         lut: str | None = None  # latency table JSON from `supernas latency build`
-        loss: str = "mul_log"  # "mul_log" (reference code) or "linear" (paper, additive)
+        loss: str = "mul_log"  # "mul_log" (reference code), "linear" (paper) or "budget"
         loss_alpha: float = 0.2  # mul_log: scale
         loss_beta: float = 0.3  # mul_log: exponent
-        loss_lambda: float = 0.1  # linear: weight of (E - T) / T
+        loss_lambda: float = 0.1  # linear, budget: weight of the relative excess
         arch_lr: float = 1e-3  # Adam, betas (0, 0.999)
         arch_every: int = 5  # weight steps per architecture step
         warmup_epochs: float = 0.0  # weights only, before any architecture step
