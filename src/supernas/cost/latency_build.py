@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import itertools
 import random
 import statistics
@@ -60,21 +61,27 @@ class Timing:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+_TRIM_THRESHOLD = 2**31 - 1  # never hand the top of the heap back to the OS
 _MMAP_THRESHOLD = 32 << 20  # glibc's largest: only blocks above 32 MiB go straight to mmap
-KEPT_FREED_MEMORY = "glibc: MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_MMAP_THRESHOLD_=33554432"
+KEPT_FREED_MEMORY = (
+    f"glibc: MALLOC_TRIM_THRESHOLD_={_TRIM_THRESHOLD} MALLOC_MMAP_THRESHOLD_={_MMAP_THRESHOLD}"
+)
 
 
+@functools.cache
 def keep_freed_memory() -> str:
     """Makes glibc malloc keep freed memory in this process; returns what the allocator does.
 
-    Process-wide and idempotent (see the module docstring for why timings need it). Elsewhere
-    than glibc nothing changes and ``"default"`` is returned.
+    Process-wide, set once (see the module docstring for why timings need it). Elsewhere than
+    glibc nothing changes and ``"default"`` is returned.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError):
         return "default"
-    kept = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    kept = mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) and mallopt(
+        _M_MMAP_THRESHOLD, _MMAP_THRESHOLD
+    )
     return KEPT_FREED_MEMORY if kept else "default"
 
 

@@ -108,8 +108,9 @@ class Strategy(abc.ABC):
         device: torch.device,
     ) -> torch.nn.Module:
         """The model of ``arch`` taken from the trained ``supernet`` without training, for
-        methods whose ``retrains`` is False; ``calibration`` yields training batches."""
-        raise NotImplementedError(f"{cls.name} retrains its arch; it has no sliced deployment")
+        methods whose ``retrains`` is False; ``calibration`` yields training batches. The
+        others refuse: their supernet is not trained for its children to ship as cut."""
+        raise ConfigError(f"{cls.name} retrains its arch from scratch; it ships no sliced child")
 
     def score(self, arch: Arch, calibration_batches: int) -> dict[str, Any]:
         """A candidates.json record: ``arch``'s cost and its arch-split top-1 as cut from the

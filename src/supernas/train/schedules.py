@@ -12,6 +12,7 @@ fields (plain numbers here, which a weights-only checkpoint can hold) and drops 
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -19,13 +20,14 @@ from supernas.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(abc.ABC):
     """A learning rate per step; subclasses define `multiplier`."""
 
     lr0: float  # the peak learning rate
 
+    @abc.abstractmethod
     def multiplier(self, step: int) -> float:
-        raise NotImplementedError
+        """``lr(step) / lr0``."""
 
     def __call__(self, step: int) -> float:
         return self.multiplier(step)

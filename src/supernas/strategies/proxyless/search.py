@@ -56,7 +56,7 @@ from torch import Tensor
 
 from supernas.cost.latency import LatencyTable
 from supernas.cost.macs import arch_cost
-from supernas.cost.penalty import CostPenalty
+from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.strategies.base import STRATEGIES, Batch, Strategy
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("two_path", "full", "reinforce")
 COSTS = ("latency", "macs", "params", "none")
-LOSSES = ("mul_log", "linear", "budget")
 
 
 @STRATEGIES.register("proxyless")
@@ -325,8 +324,8 @@ def _check(config: ProxylessNAS.Config) -> None:
         raise ConfigError(f"proxyless mode {config.mode!r} is not one of {', '.join(MODES)}")
     if config.cost not in COSTS:
         raise ConfigError(f"proxyless cost {config.cost!r} is not one of {', '.join(COSTS)}")
-    if config.loss not in LOSSES:
-        raise ConfigError(f"proxyless loss {config.loss!r} is not one of {', '.join(LOSSES)}")
+    if config.loss not in FORMS:
+        raise ConfigError(f"proxyless loss {config.loss!r} is not one of {', '.join(FORMS)}")
     if config.arch_every < 1 or config.samples < 1:
         raise ConfigError("proxyless arch_every and samples must be at least 1")
     if not math.isfinite(config.arch_lr) or config.arch_lr <= 0:
