@@ -1,20 +1,28 @@
-"""ProxylessNAS on Fashion-MNIST under a CPU latency target, and the same search under MACs.
+"""ProxylessNAS on Fashion-MNIST under CPU latency targets, and the same search under MACs.
 
-Runs the search phase of ``fmnist_small`` twice with the same data, seed and schedule: once with
-the latency term from a latency table of this CPU (batch 1, one thread; built here unless
-``--lut`` names one), once with exact MACs in the same slot. The two derived archs are then
-measured end to end on this CPU (standalone model, batch 1, one thread, the smallest over 5
-interleaved passes of the median of 25 runs) and reported beside their predicted latency and
-MACs. The claim checked: the latency-targeted arch measures within 10% of the target or under
-it, and the two costs lead to different archs. Prints one JSON line last.
+Runs the search phase of ``fmnist_small`` once per latency target (1.8 and 2.4 ms by default)
+with the latency term from a latency table of this CPU (batch 1, one thread; built here unless
+``--lut`` names one), and once with exact MACs in the same slot, all with the same data, seed and
+schedule. The derived archs are then measured end to end on this CPU in a fresh process
+(standalone model, batch 1, one thread, the smallest over 5 interleaved passes of the median of
+25 runs) and reported beside their predicted latency and MACs. The claims checked: every
+latency-targeted arch measures within 10% of its target or under it, and the latency and MACs
+costs lead to different archs. Prints one JSON line last.
+
+The arch LR (0.3) is far above the paper's 1e-3 because the search is far shorter: five of the
+six blocks of ``fmnist_small`` have 72-73 candidates (ProxylessNAS's blocks have 7), and a
+two-path step moves two of them, so in about 225 arch steps each of those logits is updated
+only about 6 times.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -26,6 +34,7 @@ from supernas.cost.latency_build import Timing, build_table, measure_archs
 from supernas.cost.macs import arch_cost
 from supernas.recipe import load_run_config
 from supernas.space import get_space
+from supernas.space.arch import arch_from_string
 from supernas.train.distributed import DistEnv
 
 
@@ -53,20 +62,42 @@ def _search(args: argparse.Namespace, options: str) -> tuple:
         return arch, time.perf_counter() - start
 
 
+def _measure(texts: list[str], timing: Timing) -> list[float]:
+    torch.set_num_threads(1)
+    space = get_space("fmnist_small")
+    archs = [arch_from_string(space, text) for text in texts]
+    return measure_archs(space, archs, torch.device("cpu"), timing)
+
+
+def measure_in_fresh_process(texts: list[str], timing: Timing) -> list[float]:
+    """End-to-end latency (ms) of each arch, timed in a new process.
+
+    A deployed model runs in a process that has not trained for minutes. Timed in this one
+    after the three searches, the same archs measured 22-30% slower than in a fresh process
+    (1.84 against 1.42 ms, for example), and one 4-epoch search was enough to add 15-33%. The
+    cause is not pinned down; the heap that training leaves behind is the suspect.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_measure, texts, timing).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short search (minutes)")
     parser.add_argument("--lut", type=Path, help="latency table of fmnist_small on this CPU")
-    parser.add_argument("--latency-target", type=float, default=1.8, help="ms")
+    parser.add_argument(
+        "--latency-targets", type=float, nargs="+", default=[1.8, 2.4], help="ms, one search each"
+    )
     parser.add_argument("--macs-target", type=float, default=6e6)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--images", type=int)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--arch-lr", type=float, default=0.03)
+    parser.add_argument("--arch-lr", type=float, default=0.3)
     parser.add_argument(
         "--loss", default="budget", help="budget (hinge), linear (paper) or mul_log (code)"
     )
-    parser.add_argument("--loss-lambda", type=float, default=1.0, help="budget, linear: weight")
+    parser.add_argument("--loss-lambda", type=float, default=5.0, help="budget, linear: weight")
     args = parser.parse_args()
     args.epochs = args.epochs or (2 if args.quick else 4)
     args.images = args.images or (6000 if args.quick else 12000)
@@ -81,27 +112,28 @@ def main() -> None:
         f"mode: two_path, arch_every: 1, arch_lr: {args.arch_lr}, warmup_epochs: 1, "
         f"loss: {args.loss}, loss_lambda: {args.loss_lambda}"
     )
-    runs = {
-        "latency": f"{{{common}, cost: latency, lut: {args.lut}, target: {args.latency_target}}}",
-        "macs": f"{{{common}, cost: macs, target: {args.macs_target}}}",
-    }
-    results, archs = {}, []
-    for name, options in runs.items():
-        arch, seconds = _search(args, options)
-        archs.append(arch)
-        results[name] = {
-            "target": args.latency_target if name == "latency" else args.macs_target,
-            "arch": str(arch),
-            "predicted_ms": round(table.predict(space, arch), 4),
-            "macs": arch_cost(space, arch).macs,
-            "search_s": round(seconds, 1),
-        }
-        print(json.dumps({name: results[name]}))
-    # Both archs measured in the same interleaved passes, after the searches (a quiet CPU).
-    measured = measure_archs(space, archs, torch.device("cpu"), timing)
-    for record, ms in zip(results.values(), measured, strict=True):
+    runs = [("latency", target) for target in args.latency_targets] + [("macs", args.macs_target)]
+    results = []
+    for cost, target in runs:
+        source = f"lut: {args.lut}, " if cost == "latency" else ""
+        arch, seconds = _search(args, f"{{{common}, cost: {cost}, {source}target: {target}}}")
+        results.append(
+            {
+                "cost": cost,
+                "target": target,
+                "arch": str(arch),
+                "predicted_ms": round(table.predict(space, arch), 4),
+                "macs": arch_cost(space, arch).macs,
+                "search_s": round(seconds, 1),
+            }
+        )
+        print(json.dumps(results[-1]))
+    # Every arch measured in the same interleaved passes, after the searches (a quiet CPU).
+    measured = measure_in_fresh_process([r["arch"] for r in results], timing)
+    for record, ms in zip(results, measured, strict=True):
         record["measured_ms"] = round(ms, 4)
-    latency = results["latency"]
+    latency = [r for r in results if r["cost"] == "latency"]
+    macs_arch = results[-1]["arch"]
     print(
         json.dumps(
             {
@@ -113,9 +145,10 @@ def main() -> None:
                 "loss_lambda": args.loss_lambda,
                 "arch_lr": args.arch_lr,
                 "results": results,
-                "latency_within_10pct_or_under": latency["measured_ms"]
-                <= 1.1 * args.latency_target,
-                "archs_differ": results["latency"]["arch"] != results["macs"]["arch"],
+                "latency_within_10pct_or_under": all(
+                    r["measured_ms"] <= 1.1 * r["target"] for r in latency
+                ),
+                "archs_differ": all(r["arch"] != macs_arch for r in latency),
             }
         )
     )
