@@ -22,8 +22,10 @@ import json
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from _common import hardware
@@ -36,6 +38,8 @@ from supernas.recipe import load_run_config
 from supernas.space import get_space
 from supernas.space.arch import arch_from_string
 from supernas.train.distributed import DistEnv
+
+T = TypeVar("T")
 
 
 def _search(args: argparse.Namespace, options: str) -> tuple:
@@ -62,6 +66,10 @@ def _search(args: argparse.Namespace, options: str) -> tuple:
         return arch, time.perf_counter() - start
 
 
+def _build(path: Path, timing: Timing) -> None:
+    build_table(get_space("fmnist_small"), torch.device("cpu"), 1, timing).save(path)
+
+
 def _measure(texts: list[str], timing: Timing) -> list[float]:
     torch.set_num_threads(1)
     space = get_space("fmnist_small")
@@ -69,17 +77,18 @@ def _measure(texts: list[str], timing: Timing) -> list[float]:
     return measure_archs(space, archs, torch.device("cpu"), timing)
 
 
-def measure_in_fresh_process(texts: list[str], timing: Timing) -> list[float]:
-    """End-to-end latency (ms) of each arch, timed in a new process.
+def in_fresh_process(function: Callable[..., T], *args: object) -> T:
+    """``function(*args)`` run in a new process; every timing here runs this way.
 
-    A deployed model runs in a process that has not trained for minutes. Timed in this one
-    after the three searches, the same archs measured 22-30% slower than in a fresh process
-    (1.84 against 1.42 ms, for example), and one 4-epoch search was enough to add 15-33%. The
-    cause is not pinned down; the heap that training leaves behind is the suspect.
+    Timing sets glibc's malloc to keep freed memory, for the rest of the process (see
+    `keep_freed_memory`), and training under that setting slows every later forward pass:
+    timed in this process after the three searches, the archs measured 22-30% slower than in
+    a fresh one (1.84 against 1.42 ms, for example). A deployed model runs in a process that
+    has not trained, so the searches must not run under it and the timings must not follow them.
     """
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_measure, texts, timing).result()
+        return pool.submit(function, *args).result()
 
 
 def main() -> None:
@@ -106,7 +115,7 @@ def main() -> None:
     timing = Timing(batch_size=1, warmup=10, repeats=25, rounds=5)
     if args.lut is None:
         args.lut = Path(tempfile.mkdtemp()) / "lut.json"
-        build_table(space, torch.device("cpu"), 1, timing).save(args.lut)
+        in_fresh_process(_build, args.lut, timing)
     table = LatencyTable.load(args.lut)
     common = (
         f"mode: two_path, arch_every: 1, arch_lr: {args.arch_lr}, warmup_epochs: 1, "
@@ -129,7 +138,7 @@ def main() -> None:
         )
         print(json.dumps(results[-1]))
     # Every arch measured in the same interleaved passes, after the searches (a quiet CPU).
-    measured = measure_in_fresh_process([r["arch"] for r in results], timing)
+    measured = in_fresh_process(_measure, [r["arch"] for r in results], timing)
     for record, ms in zip(results, measured, strict=True):
         record["measured_ms"] = round(ms, 4)
     latency = [r for r in results if r["cost"] == "latency"]

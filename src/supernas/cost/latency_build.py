@@ -72,8 +72,12 @@ KEPT_FREED_MEMORY = (
 def keep_freed_memory() -> str:
     """Makes glibc malloc keep freed memory in this process; returns what the allocator does.
 
-    Process-wide, set once (see the module docstring for why timings need it). Elsewhere than
-    glibc nothing changes and ``"default"`` is returned.
+    Process-wide, set once (see the module docstring for why timings need it), and for good:
+    glibc cannot return to its adaptive mmap threshold. So time in a process that does not
+    train afterwards, or not under this setting: ``fmnist_small`` archs timed after a 4-epoch
+    search that ran under it were 12-33% slower than in a fresh process, and after the same
+    search run without it they were not. Elsewhere than glibc nothing changes and
+    ``"default"`` is returned.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
