@@ -6,14 +6,18 @@ import dataclasses
 
 from hypothesis import strategies as st
 
-from supernas.space import Arch, SearchSpace, arch_from_choices, decisions, get_space
+from supernas.space import SPACES, Arch, SearchSpace, arch_from_choices, decisions, get_space
+from supernas.space.space import BlockSpec, HeadSpec, StemSpec
 
 # Test-size resolution for the ImageNet presets (the cost and slicing logic do not depend on it).
 SMALL_RESOLUTION = 32
 
 
 def small_space(name: str) -> SearchSpace:
-    """A preset capped at ``SMALL_RESOLUTION`` pixels and 10 classes so tests stay fast."""
+    """A preset capped at ``SMALL_RESOLUTION`` pixels and 10 classes so tests stay fast, or one
+    of the `LANGUAGE_SPACES`."""
+    if name in LANGUAGE_SPACES:
+        return LANGUAGE_SPACES[name]
     space = get_space(name)
     if max(space.resolutions) <= SMALL_RESOLUTION:
         return space
@@ -23,7 +27,7 @@ def small_space(name: str) -> SearchSpace:
 def examples(name: str) -> int:
     """Property-test draws for a preset: 100 on the 28-32 px spaces, 20 on the ImageNet ones,
     whose children stay ~10x larger even at the test resolution."""
-    return 100 if max(get_space(name).resolutions) <= SMALL_RESOLUTION else 20
+    return 100 if max(small_space(name).resolutions) <= SMALL_RESOLUTION else 20
 
 
 @st.composite
@@ -31,3 +35,53 @@ def archs(draw: st.DrawFn, space: SearchSpace) -> Arch:
     """An arch with every decision drawn independently."""
     chosen = {d.name: draw(st.sampled_from(d.options)) for d in decisions(space)}
     return arch_from_choices(space, chosen)
+
+
+def language_space(
+    kernel_sharing: str = "crop", shortcut: str = "identity", tie_stages: bool = False
+) -> SearchSpace:
+    """A tiny space in which every option of the language appears at least once.
+
+    The presets leave options unexercised (no preset mixes expansion 1 with other expansions,
+    none has Split-Attention next to Squeeze-Excite at every activation), so equivalence tests
+    run here too. Stage 1 is one block with stride 2; stage 2 has three blocks, the last two
+    optional; two resolutions.
+    """
+    kinds = dict(
+        expansions=(1, 3, 6),
+        kernel_sizes=(3, 5),
+        attentions=(0, 1, 2),
+        activations=("relu", "relu6", "hswish", "swish"),
+    )
+    blocks = (
+        BlockSpec(stage=1, stride=2, out_channels=(8, 16), **kinds),
+        BlockSpec(stage=2, stride=1, out_channels=(16, 24), **kinds),
+        BlockSpec(stage=2, stride=1, out_channels=(16, 24), optional=True, **kinds),
+        BlockSpec(stage=2, stride=1, out_channels=(16, 24), optional=True, **kinds),
+    )
+    return SearchSpace(
+        name=f"language_{kernel_sharing}_{shortcut}" + ("_tied" if tie_stages else ""),
+        in_channels=2,
+        num_classes=5,
+        resolutions=(12, 16),
+        stem=StemSpec(out_channels=(8, 16), stride=1, activation="hswish"),
+        blocks=blocks,
+        head=HeadSpec(hidden_channels=(24, 32), activation="swish"),
+        kernel_sharing=kernel_sharing,
+        shortcut=shortcut,
+        tie_stages=tie_stages,
+    )
+
+
+LANGUAGE_SPACES = {
+    space.name: space
+    for space in (
+        language_space("crop", "identity"),
+        language_space("separate", "identity"),
+        language_space("crop", "always", tie_stages=True),
+        language_space("separate", "always"),
+    )
+}
+
+# Every space the property tests draw from: the presets and the language spaces.
+SPACE_NAMES = [*SPACES.names(), *sorted(LANGUAGE_SPACES)]

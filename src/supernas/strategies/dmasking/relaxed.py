@@ -9,7 +9,9 @@
   mask after the expand and again after the depthwise conv (whose BN maps a zero channel to
   ``act(beta)``), the SE mask after its first conv, the output mask after the project BN. The
   hidden width is a function of the input width and the expansion, so its mask is the
-  distribution of ``mid(c_in, e)`` over both, not a decision of its own.
+  distribution of ``mid(c_in, e)`` over both, not a decision of its own. Expansion 1 has no
+  expand conv: its hidden map is the block's input, mixed in with the expansion's weight beside
+  the (masked) expand conv's output of the other expansions.
 - **Block types** (kernel size x attention x activation) cannot be masked; as in FBNet the block
   output is the weighted sum of the candidate blocks, each at the masked widths. The weight of a
   type is the product of its three decisions' weights (our decisions are factorised; FBNet has
@@ -153,15 +155,20 @@ class MaskedForward:
     ) -> Tensor:
         """The present block: the weighted sum of its candidate types at masked widths."""
         space = self.space
-        expand = any(e != 1 for e in self.options[f"{prefix}.expansion"])
-        mid_width = mixture(
+        expansions = list(self.paths(f"{prefix}.expansion"))
+        expand = any(e != 1 for e, _ in expansions)
+        expanded_width = mixture(
             [
                 (weight, in_width.map(lambda c, e=e: space.mid_channels(c, e)))
-                for e, weight in self.paths(f"{prefix}.expansion")
+                for e, weight in expansions
+                if e != 1
             ]
+            or [(0.0, in_width)]
         )
+        identity = sum((weight for e, weight in expansions if e == 1), start=0.0)
+        mid_width = mixture([(1.0, expanded_width), (identity, in_width)])
         attn_width = mid_width.map(space.attention_channels)
-        mid = max(mid_width.support) if expand else x.size(1)
+        mid = max(*mid_width.support, x.size(1)) if expand else x.size(1)
         plan = BlockPlan(
             in_channels=x.size(1),
             out_channels=max(out_width.support),
@@ -177,6 +184,7 @@ class MaskedForward:
             out_size=conv_out_size(x.size(-1), spec.stride),
         )
         mid_mask = mid_width.mask(mid)
+        expanded_mask = expanded_width.mask(mid)
         attn_mask = attn_width.mask(plan.attn_channels)
         out_mask = out_width.mask(plan.out_channels)
         attentions = list(self.paths(f"{prefix}.attention"))
@@ -185,7 +193,10 @@ class MaskedForward:
         total = 0.0
         for activation, act_weight in self.paths(f"{prefix}.activation"):
             typed = replace(plan, activation=activation)
-            hidden = block.expanded(x, typed, mid_mask, pre) if expand else x
+            hidden = x
+            if expand:
+                # Expansion 1 has no expand conv: its hidden map is the input itself.
+                hidden = block.expanded(x, typed, expanded_mask, pre) + identity * _pad(x, mid)
             for kernel, kernel_weight in self.paths(f"{prefix}.kernel_size"):
                 typed = replace(typed, kernel_size=kernel)
                 splits = block.splits(hidden, typed, mid_mask, radix)
