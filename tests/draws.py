@@ -25,9 +25,11 @@ def small_space(name: str) -> SearchSpace:
 
 
 def examples(name: str) -> int:
-    """Property-test draws for a preset: 100 on the 28-32 px spaces, 20 on the ImageNet ones,
-    whose children stay ~10x larger even at the test resolution."""
-    return 100 if max(small_space(name).resolutions) <= SMALL_RESOLUTION else 20
+    """Property-test draws for a space: 100 on the 28-32 px presets, 20 on the ImageNet ones,
+    whose children stay ~10x larger even at the test resolution, 50 on a language space."""
+    if name in LANGUAGE_SPACES:
+        return 50
+    return 100 if max(get_space(name).resolutions) <= SMALL_RESOLUTION else 20
 
 
 @st.composite
@@ -70,6 +72,32 @@ def language_space(
         kernel_sharing=kernel_sharing,
         shortcut=shortcut,
         tie_stages=tie_stages,
+    )
+
+
+def contract_space(num_classes: int = 4) -> SearchSpace:
+    """Free (untied) blocks with expansion 1 among others, SE, two activations, an optional
+    block, two resolutions and searchable stem and head widths: a space every strategy
+    searches (ProxylessNAS refuses tied stages) in seconds."""
+    kinds = dict(
+        expansions=(1, 3),
+        kernel_sizes=(3, 5),
+        attentions=(0, 1),
+        activations=("relu", "hswish"),
+    )
+    return SearchSpace(
+        name="contract",
+        in_channels=1,
+        num_classes=num_classes,
+        resolutions=(8, 12),
+        stem=StemSpec(out_channels=(8, 16), stride=1),
+        blocks=(
+            BlockSpec(stage=1, stride=2, out_channels=(8, 16), **kinds),
+            BlockSpec(stage=2, stride=1, out_channels=(16,), **kinds),
+            BlockSpec(stage=2, stride=1, out_channels=(16, 24), optional=True, **kinds),
+        ),
+        head=HeadSpec(hidden_channels=(16, 24)),
+        kernel_sharing="separate",
     )
 
 
