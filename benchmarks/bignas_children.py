@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import hardware
+from _common import hardware, run_kind
 
 from supernas.api import _search_data, load_supernet, search, select, train
 from supernas.cost.macs import arch_cost
@@ -217,6 +217,7 @@ def main() -> None:
             {
                 "benchmark": "bignas_children",
                 "quick": args.quick,
+                "run": run_kind(args.quick, faithful=False),
                 "space": cfg.space,
                 "train_images": s["images"],
                 "test_images": s["test_images"] or "all",

@@ -14,7 +14,7 @@ import random
 import time
 
 import torch
-from _common import hardware
+from _common import hardware, run_kind
 from torch.utils.flop_counter import FlopCounterMode
 
 from supernas.cost.macs import arch_cost
@@ -66,6 +66,7 @@ def main() -> None:
             {
                 "benchmark": "cost_model",
                 "hardware": hardware(),
+                "run": run_kind(args.quick, faithful=True),
                 "results": results,
                 "wall_s": round(time.perf_counter() - start, 1),
             }

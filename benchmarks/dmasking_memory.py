@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from _common import hardware
+from _common import hardware, run_kind
 from torch import Tensor, nn
 
 from supernas.cost.macs import arch_cost
@@ -287,6 +287,7 @@ def main() -> None:
     result["resolution_expected_factor"] = round(sum((r / 28) ** 2 for r in RESOLUTIONS), 3)
     result["memory_measure"] = "bytes saved for backward (saved_tensors_hooks), CPU"
     result["batch_size"] = batch_size
+    result["run"] = run_kind(args.quick, faithful=True)
     result["goal_met"] = (
         result["masking_ratio_32_to_1"] <= 1.2
         and result["masking_time_ratio_32_to_1"] <= 1.3

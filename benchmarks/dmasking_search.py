@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import hardware
+from _common import hardware, run_kind
 
 from supernas.api import read_config, search, train
 from supernas.cost.macs import arch_cost
@@ -138,6 +138,7 @@ def main() -> None:
         "beats_median": searched.test_top1 > median,
         "search_and_train_s": round(search_s, 1),
         "wall_s": round(time.perf_counter() - start, 1),
+        "run": run_kind(args.quick, faithful=False),
     }
     print(json.dumps(result))
 

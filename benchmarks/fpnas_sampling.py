@@ -12,7 +12,9 @@ seeds: one derived arch's arch-split top-1 varies by points between seeds (70.0-
 fixed K = 8 over seeds 0-2), far more than the 0.5 points the goal asks about. Goal: at least
 40% fewer samples and a mean accuracy of the adaptive runs no more than 0.5 points below the
 fixed ones, for every K (an adaptive run that scores higher meets it). Prints one JSON line
-last; the headline keys are those of the largest K.
+last; the headline keys are those of the largest K. ``--quick`` (K = 8 on 1,000 images, one
+seed) only checks the script, and its JSON says so: a search that short leaves the entropy, and
+so K, near its start (24% fewer samples, against 62-69% in the full run).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import hardware
+from _common import hardware, run_kind
 
 from supernas.api import run_search_phase
 from supernas.recipe import load_run_config
@@ -144,6 +146,7 @@ def main() -> None:
     result = {
         "benchmark": "fpnas_sampling",
         "quick": args.quick,
+        "run": run_kind(args.quick, faithful=False),
         "space": "fmnist_small",
         "images": args.images,
         "steps": steps,

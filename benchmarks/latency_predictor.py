@@ -16,7 +16,7 @@ import json
 import time
 
 import torch
-from _common import hardware
+from _common import hardware, run_kind
 
 from supernas.cost.latency_build import Timing, build_table, check_table
 from supernas.space import get_space
@@ -63,6 +63,7 @@ def main() -> None:
             {
                 "benchmark": "latency_predictor",
                 "hardware": hardware(),
+                "run": run_kind(args.quick, faithful=True),
                 "threads": args.threads,
                 "timing": dataclasses.asdict(timing),
                 "results": results,

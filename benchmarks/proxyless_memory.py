@@ -33,7 +33,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import hardware
+from _common import hardware, run_kind
 
 from supernas.cost.macs import arch_cost
 from supernas.nn import Supernet
@@ -108,7 +108,7 @@ def binarized_weight(strategy: ProxylessNAS, batch) -> None:
 
 
 def binarized_arch(strategy: ProxylessNAS, batch) -> None:
-    strategy.arch_step(strategy._arch_batch())
+    strategy.arch_step(strategy.arch_stream.next())
 
 
 def all_paths_weight(strategy: ProxylessNAS, batch) -> None:
@@ -122,7 +122,7 @@ def all_paths_weight(strategy: ProxylessNAS, batch) -> None:
 
 def all_paths_arch(strategy: ProxylessNAS, batch) -> None:
     net, frame = strategy.supernet, strategy.frame
-    images, labels = strategy._arch_batch()
+    images, labels = strategy.arch_stream.next()
     strategy.arch_optimizer.zero_grad(set_to_none=True)
     mixes = [torch.softmax(a, 0) for a in strategy.alphas]
     F.cross_entropy(net(images, weighted_forward(frame, mixes)), labels).backward()
@@ -179,6 +179,7 @@ def main() -> None:
     )
     result["memory_measure"] = "bytes saved for backward (saved_tensors_hooks), CPU"
     result["batch_size"] = args.batch_size
+    result["run"] = run_kind(args.quick, faithful=True)
     result["goal_met"] = (
         result["binarized_ratio_max_to_min"] <= 1.2
         and result["binarized_time_ratio_max_to_min"] <= 1.3

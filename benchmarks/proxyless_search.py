@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from _common import hardware
+from _common import hardware, run_kind
 
 from supernas.api import run_search_phase
 from supernas.cost.latency import LatencyTable
@@ -148,6 +148,7 @@ def main() -> None:
             {
                 "benchmark": "proxyless_search",
                 "hardware": hardware(),
+                "run": run_kind(args.quick, faithful=True),
                 "epochs": args.epochs,
                 "images": args.images,
                 "loss": args.loss,

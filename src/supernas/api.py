@@ -133,8 +133,9 @@ def _strategy(
     search = cfg.search
     strategy_cls = STRATEGIES.get(search.strategy)
     options = from_dict(strategy_cls.Config, search.options, "search.options")
+    decay = 0.0 if strategy_cls.weight_decay_in_loss else search.weight_decay
     optimizer = torch.optim.SGD(
-        param_groups(supernet, search.weight_decay),
+        param_groups(supernet, decay),
         lr=search.lr,
         momentum=search.momentum,
         nesterov=search.momentum > 0,
@@ -157,6 +158,7 @@ def _strategy(
         reduce_gradients=lambda tensors: average_gradients(tensors, env),
         rank=env.rank,
         world_size=env.world_size,
+        weight_decay=search.weight_decay,
     )
     return strategy_cls(supernet, options, context)
 
@@ -194,7 +196,7 @@ def run_search_phase(
         SearchTask(strategy, scheduler), loader, loop, run_dir / "search", resume=resume, env=env
     )
     arch = strategy.derive()
-    candidates = getattr(strategy, "candidates", [])
+    candidates = strategy.candidates
     if env.is_main:
         atomic_write_text(run_dir / "candidates.json", json.dumps(candidates, indent=1))
         atomic_write_text(arch_path, arch.to_json())
@@ -457,18 +459,14 @@ def select(
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
-    if strategy_cls.retrains:
-        raise ConfigError(
-            f"select needs a supernet trained for slicing (bignas); {run_dir} was searched "
-            f"with {cfg.search.strategy}"
-        )
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
+    selection, calibration_batches = strategy_cls.selection(options)
     space = resolve_space(cfg.space)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
     data = build_data(_search_data(cfg))
     weight_loader = data.loader(data.weight, train=True, seed=cfg.seed + 1)
-    calibration = list(itertools.islice(weight_loader, options.calibration_batches))
+    calibration = list(itertools.islice(weight_loader, calibration_batches))
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
     batches = list(itertools.islice(arch_loader, cfg.search.arch_eval_batches))
     with tqdm(desc="select", unit="child") as bar:
@@ -477,7 +475,7 @@ def select(
             lambda arch: evaluate_child(supernet, arch, calibration, batches, device),
             lambda arch: arch_cost(space, arch),
             budgets,
-            config or options.selection,
+            config or selection,
             progress=lambda _: bar.update(),
         )
     out = run_dir / "select"

@@ -7,6 +7,8 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
@@ -26,6 +28,12 @@ EXAMPLES = {
     "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
     "report": "example:\n  supernas report runs/RUN",
     "select": "example:\n  supernas select runs/RUN --budgets 5M,10M,20M",
+    "strategy": "examples:\n  supernas strategy list\n  supernas strategy show dmasking\n"
+    "  supernas strategy show bignas --json",
+    "strategy list": "example:\n  supernas strategy list",
+    "strategy show": "examples:\n  supernas strategy show dmasking\n"
+    "  supernas strategy show proxyless --json\n"
+    "  supernas search recipes/fmnist_dmasking.yaml --set search.options.arch_every=2",
     "latency": "examples:\n  supernas latency build --space fmnist_small --device cpu --threads 1 "
     "--out lut.json\n  supernas latency check --lut lut.json --archs 20",
 }
@@ -76,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("action", choices=["list", "show"])
     space.add_argument("name", nargs="?", help="space preset name or space YAML file")
     space.add_argument("--yaml", action="store_true", help="print the space definition as YAML")
+
+    strategy = command("strategy", "list the search methods or show one's options")
+    strategy_actions = strategy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    strategy_actions.add_parser(
+        "list",
+        help="every search method with a one-line summary",
+        description="every search method (search.strategy) with a one-line summary",
+        epilog=EXAMPLES["strategy list"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show = strategy_actions.add_parser(
+        "show",
+        help="a method's options: name, type, default, help",
+        description="the options of a search method (search.options.*): name, type, default, help",
+        epilog=EXAMPLES["strategy show"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("name", help="strategy name, see 'supernas strategy list'")
+    show.add_argument("--json", action="store_true", help="print the options as JSON")
 
     search = command("search", "search a space, train the found arch from scratch, export, report")
     _add_run_options(search)
@@ -136,6 +163,44 @@ def _space(args) -> None:
         print(yaml.safe_dump(space.to_dict(), sort_keys=False), end="")
     else:
         print(describe(space))
+
+
+def _strategy(args) -> None:
+    from supernas.config import describe_options
+    from supernas.strategies import STRATEGIES
+
+    if args.action == "list":
+        for name in STRATEGIES.names():
+            print(f"{name:10s} {_summary(STRATEGIES.get(name))}")
+        return
+    cls = STRATEGIES.get(args.name)
+    options = describe_options(cls.Config)
+    if args.json:
+        rows = [dataclasses.asdict(option) for option in options]
+        info = {"name": args.name, "summary": _summary(cls), "options": rows}
+        print(json.dumps(info, indent=2, default=repr))
+        return
+    print(f"{args.name}: {_summary(cls)}")
+    if not options:
+        print("options: none")
+        return
+    print("options (search.options.*, override with --set search.options.NAME=VALUE):")
+    header = ("name", "type", "default", "help")
+    rows = [(o.name, o.type, _default_text(o.default), o.help) for o in options]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        print(f"  {'  '.join(cells)}  {row[3]}".rstrip())
+
+
+def _summary(cls: type) -> str:
+    """First line of the docstring of the module that defines a strategy class."""
+    doc = sys.modules[cls.__module__].__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _default_text(value) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 def _config(args):
@@ -208,6 +273,8 @@ def _dispatch(args) -> None:
 
     if args.command == "space":
         _space(args)
+    elif args.command == "strategy":
+        _strategy(args)
     elif args.command in ("search", "train"):
         cfg, run_dir, resume = _config(args)
         if args.command == "search":

@@ -8,6 +8,10 @@ file, never a silent default.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
+import textwrap
+import tokenize
 import types
 import typing
 from pathlib import Path
@@ -117,6 +121,78 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(f"override {override!r}: {part} is not a section")
         target[parts[-1]] = value
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting of a config dataclass, as ``supernas strategy show`` prints it."""
+
+    name: str  # dotted for a nested dataclass: "selection.mutations"
+    type: str  # the annotation as written: "float | None"
+    default: Any
+    help: str  # the field's trailing comment; "" if it has none
+
+
+def describe_options(cls: type, prefix: str = "") -> list[Option]:
+    """The fields of config dataclass ``cls`` in order, each with its help comment.
+
+    The help is the trailing comment of the field's line in the class source (comments of
+    every line of a field written over several lines are joined)::
+
+        temperature: float = 5.0  # Gumbel-softmax tau at the start (FBNet)
+        -> Option("temperature", "float", 5.0, "Gumbel-softmax tau at the start (FBNet)")
+
+    A field holding a dataclass is replaced by its own fields, named ``field.sub_field``.
+    """
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
+    options = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            options += describe_options(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        annotation = f.type if isinstance(f.type, str) else inspect.formatannotation(f.type)
+        options.append(Option(prefix + f.name, annotation, default, comments.get(f.name, "")))
+    return options
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Trailing comments of the annotated fields of ``cls`` and of its dataclass bases."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            comments.update(_class_comments(klass))
+    return comments
+
+
+def _class_comments(cls: type) -> dict[str, str]:
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # defined in a REPL or generated: no help, not an error
+        return {}
+    comments: dict[str, list[str]] = {}
+    depth = 0
+    line: list[tokenize.TokenInfo] = []  # significant tokens of the current logical line
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.INDENT:
+            depth += 1
+        elif token.type == tokenize.DEDENT:
+            depth -= 1
+        elif token.type == tokenize.NEWLINE:
+            line = []
+        elif token.type == tokenize.COMMENT:
+            # A field of the class body: "name :" opening a logical line at depth 1.
+            if depth == 1 and len(line) >= 2 and line[0].type == tokenize.NAME:
+                if line[1].string == ":":
+                    comments.setdefault(line[0].string, []).append(token.string[1:].strip())
+        elif token.type != tokenize.NL:
+            line.append(token)
+    return {name: " ".join(parts) for name, parts in comments.items()}
 
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,18 +1,16 @@
-"""DMaskingNAS: mask algebra, one-hot exactness, resolution paths, cost gradients, schedule, DDP."""
+"""DMaskingNAS: mask algebra, one-hot exactness, resolution paths, cost gradients, schedule
+(resume and DDP: `test_contract.py`)."""
 
 import json
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from draws import LANGUAGE_SPACES, archs, small_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runs import free_port, rank_env
 
 from supernas.api import search
 from supernas.config import from_dict
@@ -228,58 +226,3 @@ def test_search_derives_an_arch_within_the_exact_budget(tmp_path):
     assert arch_cost(space, result.arch).macs <= budget
     candidates = json.loads((tmp_path / "run" / "candidates.json").read_text())
     assert candidates, "derive_samples > 0 evaluates sampled candidates"
-
-
-# -- two processes ---------------------------------------------------------------------------
-
-
-def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    from supernas.train import average_gradients, cleanup, init_distributed, wrap_ddp
-
-    rank_env(rank, port)
-    torch.set_num_threads(1)
-    env = init_distributed("cpu")
-    space = FMNIST
-    torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
-    net = Supernet(space)
-    model = wrap_ddp(net, env, torch.device("cpu"), find_unused_parameters=True)
-    generator = torch.Generator().manual_seed(100 + rank)  # different data on each rank
-
-    def batches():
-        while True:
-            yield torch.randn(8, 1, 28, 28, generator=generator), torch.randint(0, 10, (8,))
-
-    stream = batches()
-    context = SearchContext(
-        cost=lambda arch: arch_cost(space, arch),
-        model=model,
-        budget_macs=4e6,
-        weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
-        arch_batches=lambda: iter(()),
-        calibration_batches=lambda: iter(()),
-        steps_per_epoch=4,
-        epochs=1,
-        arch_stream=lambda: stream,
-        reduce_gradients=lambda tensors: average_gradients(tensors, env),
-        rank=rank,
-        world_size=2,
-    )
-    options = DMaskingNAS.Config(warmup_epochs=0, arch_every=1)
-    strategy = DMaskingNAS(net, options, context)
-    for step in range(2):
-        strategy.step(next(stream), step)
-    # Parameters only: BN running statistics stay per rank, as DDP leaves them.
-    weights = {name: p.detach() for name, p in net.named_parameters()}
-    state = {"alpha": strategy.state_dict()["alpha"], "weights": weights}
-    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
-    cleanup(env)
-
-
-def test_two_ranks_keep_identical_architecture_parameters(tmp_path):
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
-    for name, alpha in rank0["alpha"].items():
-        assert torch.equal(alpha, rank1["alpha"][name]), name
-    assert any(a.abs().sum() > 0 for a in rank0["alpha"].values()), "alpha never moved"
-    for name, weight in rank0["weights"].items():
-        assert torch.equal(weight, rank1["weights"][name]), name

@@ -1,16 +1,15 @@
 """ProxylessNAS: gate sampling, two-path rescaling, gate gradients, one path in memory, the
-expected cost and its gradient, and two ranks staying in step."""
+expected cost and its gradient (two ranks staying in step: `test_contract.py`)."""
 
 import copy
 import itertools
-from pathlib import Path
+import random
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from draws import LANGUAGE_SPACES
 
-from runs import free_port, rank_env
 from supernas.cost.latency import LatencyTable
 from supernas.cost.latency_build import table_layers
 from supernas.cost.macs import arch_cost
@@ -139,7 +138,7 @@ def test_two_path_update_leaves_unsampled_probabilities_unchanged(cost):
     moved = 0
     for _ in range(3):
         before = strategy.probabilities()
-        strategy.arch_step(strategy._arch_batch())
+        strategy.arch_step(strategy.arch_stream.next())
         for old, new in zip(before, strategy.probabilities(), strict=True):
             changed = (new - old).abs() > 1e-6
             assert changed.sum() <= 2
@@ -154,7 +153,7 @@ def test_zero_op_active_gets_no_update():
     with torch.no_grad():
         strategy.alphas[1].copy_(torch.tensor([-9.0, -9.0, -9.0, -9.0, 9.0]))  # zero op
     before = strategy.alphas[1].detach().clone()
-    strategy.arch_step(strategy._arch_batch())
+    strategy.arch_step(strategy.arch_stream.next())
     assert torch.equal(strategy.alphas[1].detach(), before)
     assert not torch.equal(strategy.alphas[0].detach(), torch.zeros(8))
 
@@ -218,6 +217,30 @@ def test_one_hot_gated_forward_is_the_child():
         torch.testing.assert_close(relaxed, net(x, strategy.frame.arch(active)))
 
 
+@pytest.mark.parametrize("name", [n for n, s in LANGUAGE_SPACES.items() if not s.tie_stages])
+def test_one_hot_gated_forward_is_the_child_for_every_option_of_the_language(name):
+    """Expansion 1 among others, every attention and activation, optional blocks, both kernel
+    sharings and shortcuts: drawn paths, train mode, float64."""
+    space = LANGUAGE_SPACES[name]
+    strategy = make(space)
+    net = strategy.supernet.double().train()
+    rng = random.Random(0)
+    generator = torch.Generator().manual_seed(0)
+    resolution = max(space.resolutions)  # the frame's fixed resolution
+    x = torch.randn(8, space.in_channels, resolution, resolution, generator=generator)
+    for _ in range(12):
+        active = [rng.randrange(len(c)) for c in strategy.frame.candidates]
+        paths = [BlockPath(a, (a,), torch.ones(1, dtype=torch.float64)) for a in active]
+        arch = strategy.frame.arch(active)
+        torch.testing.assert_close(
+            net(x.double(), gated_forward(strategy.frame, paths)),
+            net(x.double(), arch),
+            rtol=1e-10,
+            atol=1e-10,
+            msg=lambda m, arch=arch: f"{m}\narch {arch}",
+        )
+
+
 def test_only_one_path_of_activations_is_kept():
     few, many = (
         make(kernel_space(k), stream=batches(resolution=16))
@@ -229,7 +252,7 @@ def test_only_one_path_of_activations_is_kept():
         saved_activation_bytes(s.supernet, lambda s=s: s.weight_step(batch)) for s in (few, many)
     ]
     arch_bytes = [
-        saved_activation_bytes(s.supernet, lambda s=s: s.arch_step(s._arch_batch()))
+        saved_activation_bytes(s.supernet, lambda s=s: s.arch_step(s.arch_stream.next()))
         for s in (few, many)
     ]
     assert weight_bytes[0] == weight_bytes[1] > 0
@@ -326,7 +349,7 @@ def test_latency_target_pulls_the_arch_towards_cheaper_candidates(loss):
     )
     start = arch_cost(space, strategy.frame.arch([0, 0, 0])).macs
     for _ in range(6):
-        strategy.arch_step(strategy._arch_batch())
+        strategy.arch_step(strategy.arch_stream.next())
     derived = arch_cost(space, strategy.derive()).macs
     big = arch_cost(space, strategy.frame.arch([7, 3, 1])).macs
     assert derived < big and start > 0
@@ -372,36 +395,3 @@ def test_reinforce_moves_alpha_and_state_round_trips():
     other.load_state_dict(state)
     assert other.derive() == strategy.derive()
     assert other.sample_paths() == strategy.sample_paths()
-
-
-def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    from supernas.train import average_gradients, cleanup, init_distributed, wrap_ddp
-
-    rank_env(rank, port)
-    torch.set_num_threads(1)
-    env = init_distributed("cpu")
-    stream = batches(seed=100 + rank)  # different data on each rank
-    strategy = make(
-        model=lambda net: wrap_ddp(net, env, torch.device("cpu"), find_unused_parameters=True),
-        reduce=lambda tensors: average_gradients(tensors, env),
-        stream=stream,
-        arch_lr=0.1,
-    )
-    for step in range(3):
-        strategy.step(next(stream), step)
-    state = {
-        "alphas": [a.detach() for a in strategy.alphas],
-        "weights": dict(strategy.supernet.named_parameters()),
-    }
-    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
-    cleanup(env)
-
-
-def test_two_ranks_draw_the_same_paths_and_keep_identical_alpha(tmp_path):
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
-    for a, b in zip(rank0["alphas"], rank1["alphas"], strict=True):
-        assert torch.equal(a, b)
-    assert any(a.abs().max() > 1e-2 for a in rank0["alphas"]), "alpha never moved"
-    for name, weight in rank0["weights"].items():
-        assert torch.equal(weight, rank1["weights"][name]), name

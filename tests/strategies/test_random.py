@@ -1,11 +1,11 @@
-"""Random search: derives an in-budget arch, reproducibly, and resumes to the same arch."""
+"""Random search: derives an in-budget arch, reproducibly (a killed search resumes to the same
+arch: `test_killed_resume.py`)."""
 
 import json
-import sys
 
 import pytest
-from runs import kill_after, overrides, supernas
 
+from runs import overrides
 from supernas.api import search
 from supernas.cost.macs import arch_cost
 from supernas.errors import BudgetError
@@ -38,23 +38,3 @@ def test_budget_below_the_smallest_child_is_refused(tmp_path):
     cfg = load_run_config(None, [o for o in overrides("search.budget_macs=1e5") if o != "--set"])
     with pytest.raises(BudgetError, match="below the smallest child"):
         search(cfg, tmp_path / "run")
-
-
-def test_killed_search_resumes_to_the_same_arch(tmp_path):
-    settings = overrides(*SEARCH, "search.checkpoint_every=5", "data.batch_size=16")
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    command = [
-        sys.executable,
-        "-m",
-        "supernas",
-        "-q",
-        "search",
-        "--run-dir",
-        str(killed),
-        *settings,
-    ]
-    kill_after(command, killed / "search" / "checkpoint.pt")
-    assert not (killed / "arch.json").exists()
-    supernas("-q", "search", "--resume", str(killed))
-    supernas("-q", "search", "--run-dir", str(clean), *settings)
-    assert (killed / "arch.json").read_text() == (clean / "arch.json").read_text()

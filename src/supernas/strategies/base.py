@@ -1,9 +1,17 @@
-"""The interface every search method implements, and the context a search gives it.
+"""The interface every search method implements, the context a search gives it, and the
+plumbing every method shares.
 
 A strategy owns its architecture parameters and its random state, and decides how the shared
 supernet runs on each batch (one sampled child, a masked mixture, binary gates, several samples,
 a sandwich). It never owns a copy of the network. The weight optimiser is created by the search
 task and handed in, so strategies do not depend on the training package.
+
+What every method needs is written here once, so that a method file holds only what its paper
+is known for: the resumable arch-split stream (`ArchStream`), the warm-up and arch-step cadence
+(`Cadence`), the single-child weight step (`Strategy.train_child`), "the best in-budget arch,
+else the smallest, else `BudgetError`" (`Strategy.in_budget`, `Strategy.smallest_in_budget`),
+the entropy of a distribution (`entropy`), latency-table loading (`load_table`) and the scored
+candidates that go to ``candidates.json`` (`Strategy.candidates`).
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from supernas.cost.latency import LatencyTable
 from supernas.cost.macs import Cost
 from supernas.errors import BudgetError, ConfigError
 from supernas.nn.supernet import Supernet
@@ -26,6 +36,7 @@ from supernas.space.arch import Arch
 from supernas.space.choices import smallest
 from supernas.space.space import SearchSpace
 from supernas.strategies.evaluation import evaluate_child
+from supernas.strategies.selection import SelectConfig
 
 Batch = tuple[Tensor, Tensor]
 
@@ -51,7 +62,7 @@ class SearchContext:
     cost: Callable[[Arch], Cost]  # exact cost of an arch
     model: torch.nn.Module  # what training steps call: the supernet, DDP-wrapped under torchrun
     budget_macs: float | None  # derive an arch at most this expensive (None: no budget)
-    weight_optimizer: torch.optim.Optimizer
+    weight_optimizer: torch.optim.Optimizer  # built by the search task, as the strategy asks
     arch_batches: Callable[[], Iterator[Batch]]  # a fresh pass over (part of) the arch split
     calibration_batches: Callable[[], Iterator[Batch]]  # training batches for BN recalibration
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -62,6 +73,7 @@ class SearchContext:
     reduce_gradients: Callable[[Iterable[Tensor]], None] = _no_reduction  # mean over ranks
     rank: int = 0
     world_size: int = 1
+    weight_decay: float = 0.0  # of conv and linear weights; see `Strategy.weight_decay_in_loss`
 
     @property
     def total_steps(self) -> int:
@@ -77,6 +89,9 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str]
     retrains: ClassVar[bool] = True  # False: the derived arch ships as sliced (see `deploy`)
+    # True: the strategy applies ``context.weight_decay`` in its own loss, and the search task
+    # builds the weight optimizer without decay (BigNAS decays the biggest child only).
+    weight_decay_in_loss: ClassVar[bool] = False
 
     def __init__(self, supernet: Supernet, config: Config, context: SearchContext) -> None:
         self.supernet = supernet
@@ -84,6 +99,8 @@ class Strategy(abc.ABC):
         self.config = config
         self.context = context
         self.rng = random.Random(context.seed)
+        self.arch_stream = ArchStream(context.arch_stream, context.device)
+        self.candidates: list[dict[str, Any]] = []  # scored at derivation, for candidates.json
         check_budget(self.space, context)
 
     def arch_parameters(self) -> list[Tensor]:
@@ -112,6 +129,16 @@ class Strategy(abc.ABC):
         others refuse: their supernet is not trained for its children to ship as cut."""
         raise ConfigError(f"{cls.name} retrains its arch from scratch; it ships no sliced child")
 
+    @classmethod
+    def selection(cls, config: Config) -> tuple[SelectConfig, int]:
+        """How ``supernas select`` picks children of this method's trained supernet for
+        several budgets: the selection settings and the BN calibration batches. Only methods
+        whose children ship as sliced (``retrains`` False) can."""
+        raise ConfigError(
+            f"select needs a supernet trained for its children to ship as sliced (bignas); "
+            f"{cls.name} retrains its arch from scratch"
+        )
+
     def score(self, arch: Arch, calibration_batches: int) -> dict[str, Any]:
         """A candidates.json record: ``arch``'s cost and its arch-split top-1 as cut from the
         supernet, BN recomputed on ``calibration_batches`` training batches."""
@@ -123,15 +150,111 @@ class Strategy(abc.ABC):
         cost = context.cost(arch)
         return {"arch": str(arch), "macs": cost.macs, "params": cost.params, "arch_top1": accuracy}
 
+    def train_child(
+        self, batch: Batch, arch: Arch, label_smoothing: float = 0.0
+    ) -> dict[str, float]:
+        """One SGD step of the shared weights through the single child ``arch``."""
+        images, labels = (t.to(self.context.device) for t in batch)
+        optimizer = self.context.weight_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        logits = self.context.model(images, arch)
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        loss.backward()
+        optimizer.step()
+        return {"train/loss": loss.item()}
+
+    def in_budget(self, arch: Arch) -> bool:
+        """Whether ``arch`` may be derived: within the search's MACs budget, if any."""
+        budget = self.context.budget_macs
+        return budget is None or self.context.cost(arch).macs <= budget
+
+    def smallest_in_budget(self) -> Arch:
+        """The fallback when no candidate fits: the space's smallest child, if it fits."""
+        fallback = smallest(self.space)
+        if not self.in_budget(fallback):
+            raise BudgetError("no architecture of the space fits the budget")
+        return fallback
+
     def epoch_metrics(self) -> dict[str, float]:
         """Metrics logged at each epoch end (e.g. the cost of the current best arch)."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state(self.rng)}
+        return {"rng": _rng_state(self.rng), "arch_stream": self.arch_stream.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.setstate(_rng_from_state(state["rng"]))
+        # Checkpoints written before the shared stream counted its batches per strategy.
+        used = state.get("arch_stream", {"used": state.get("arch_batches_used", 0)})
+        self.arch_stream.load_state_dict(used)
+
+
+class ArchStream:
+    """Endless arch-split batches that a resumed search takes up where it stopped.
+
+    Its state is the number of batches used; a resumed run skips that many of a fresh stream
+    (whose order depends only on the seed), so it sees the batches an uninterrupted run would.
+    """
+
+    def __init__(self, open_stream: Callable[[], Iterator[Batch]], device: torch.device) -> None:
+        self._open = open_stream
+        self.device = device
+        self.used = 0
+        self._batches: Iterator[Batch] | None = None
+
+    def next(self) -> Batch:
+        if self._batches is None:
+            self._batches = itertools.islice(self._open(), self.used, None)
+        self.used += 1
+        return tuple(t.to(self.device) for t in next(self._batches))
+
+    def state_dict(self) -> dict[str, int]:
+        return {"used": self.used}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.used = state["used"]
+        self._batches = None
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When architecture steps happen: none during the first ``warmup_steps`` steps, then one
+    after every ``arch_every``-th weight step (counted from the run's first step)."""
+
+    warmup_steps: int
+    arch_every: int = 1
+
+    @classmethod
+    def of(cls, warmup_epochs: float, arch_every: int, steps_per_epoch: int) -> Cadence:
+        if warmup_epochs < 0 or arch_every < 1:
+            raise ConfigError(
+                f"warmup_epochs must be >= 0 and arch_every >= 1, got {warmup_epochs} and "
+                f"{arch_every}"
+            )
+        return cls(round(warmup_epochs * steps_per_epoch), arch_every)
+
+    def searching(self, step: int) -> bool:
+        """Whether the warm-up (weights only) is over at ``step``."""
+        return step >= self.warmup_steps
+
+    def arch_step_due(self, step: int) -> bool:
+        """Whether an architecture step follows the weight step ``step``."""
+        return self.searching(step) and (step + 1) % self.arch_every == 0
+
+
+def entropy(logits: Tensor) -> float:
+    """Entropy in nats of the categorical distribution ``softmax(logits)``."""
+    log_p = torch.log_softmax(logits.detach(), -1)
+    return float(-(log_p.exp() * log_p).sum())
+
+
+def load_table(path: str | None, space: SearchSpace, needed_by: str) -> LatencyTable:
+    """The latency table at ``path``, checked against ``space``."""
+    if path is None:
+        raise ConfigError(f"{needed_by} needs search.options.lut (see 'supernas latency build')")
+    table = LatencyTable.load(path)
+    table.check(space)
+    return table
 
 
 def check_budget(space: SearchSpace, context: SearchContext) -> None:

@@ -15,10 +15,10 @@ would. At strategy start the last BN gamma of every block that has a shortcut in
 zeroed, so such blocks start as their shortcut (the identity when shapes match). The LR
 schedule is the recipe's ``search.schedule: exp_constant_end``.
 
-Weight decay: the optimizer's decay is moved into the biggest child's loss as
-``0.5 * wd * sum(w ** 2)`` over the decayed weights (conv/linear, as `param_groups`) that the
-biggest child uses, and the optimizer's own decay is set to 0, so decay acts once per step
-whatever the number of children.
+Weight decay (``weight_decay_in_loss``): the search's decay enters the biggest child's loss as
+``0.5 * wd * sum(w ** 2)`` over the conv and linear weights that the biggest child uses, and the
+search task builds the optimizer without decay, so decay acts once per step whatever the number
+of children.
 
 Derivation: the coarse-to-fine selection (`selection.py`) under ``search.budget_macs``, each
 candidate scored on the arch split with recalibrated BN; without a budget, the biggest child.
@@ -94,6 +94,7 @@ def sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> list[Ar
 class BigNAS(Strategy):
     name = "bignas"
     retrains = False
+    weight_decay_in_loss = True
 
     @dataclass
     class Config:
@@ -112,17 +113,13 @@ class BigNAS(Strategy):
 
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)
-        self.candidates: list[dict] = []
         if config.zero_init_gamma:
             zero_init_residual_gamma(supernet)
         self._dropouts = [(m, m.p) for m in supernet.modules() if isinstance(m, nn.Dropout)]
         used = _params_used_by(supernet, biggest(self.space), context.device)
-        self._decayed: list[tuple[list[Tensor], float]] = []
-        for group in context.weight_optimizer.param_groups:
-            if group["weight_decay"] > 0:
-                params = [p for p in group["params"] if id(p) in used]
-                self._decayed.append((params, group["weight_decay"]))
-            group["weight_decay"] = 0.0
+        self._decayed = [
+            p for p in supernet.parameters() if p.requires_grad and p.dim() > 1 and id(p) in used
+        ]
 
     def children(self, step: int) -> list[Arch]:
         """The sandwich of ``step``: a function of the run seed and the step only."""
@@ -134,9 +131,11 @@ class BigNAS(Strategy):
             module.p = p if on else 0.0
 
     def l2_penalty(self) -> Tensor:
-        """``0.5 * wd * ||w||^2`` over the decayed weights the biggest child uses."""
-        terms = [0.5 * wd * sum(p.pow(2).sum() for p in params) for params, wd in self._decayed]
-        return sum(terms, torch.zeros((), device=self.context.device))
+        """``0.5 * wd * ||w||^2`` over the conv and linear weights the biggest child uses."""
+        squares = sum(
+            (p.pow(2).sum() for p in self._decayed), torch.zeros((), device=self.context.device)
+        )
+        return 0.5 * self.context.weight_decay * squares
 
     def step(self, batch: Batch, step: int) -> dict[str, float]:
         images, labels = (t.to(self.context.device) for t in batch)
@@ -181,6 +180,10 @@ class BigNAS(Strategy):
         found = select_children(self.space, score, context.cost, [budget], self.config.selection)
         self.candidates = found.candidates
         return found.archs[found.chosen[budget]["arch"]]
+
+    @classmethod
+    def selection(cls, config: Config) -> tuple[SelectConfig, int]:
+        return config.selection, config.calibration_batches
 
     @classmethod
     def deploy(

@@ -9,8 +9,8 @@ Schedule (FBNet's, arXiv 1812.03443, which FBNetV2 follows):
 - then weight steps on the weight split (plain cross-entropy, SGD) alternate with architecture
   steps on the arch split (cross-entropy times the cost factor, Adam on ``alpha``, the weights
   frozen and BN statistics left alone). FBNet alternates whole passes over the 80% / 20% splits;
-  we interleave one arch step every ``arch_every`` weight steps, the same ratio for the default 4,
-  so the loop stays step-driven and resumable;
+  we interleave one arch step after every ``arch_every``-th weight step (`Cadence`), the same
+  ratio for the default 4, so the loop stays step-driven and resumable;
 - ``tau = tau0 * exp(-decay * step / steps_per_epoch)`` with the decay rescaled from FBNet's 90
   epochs to the run's length, so the final temperature is the paper's whatever the run length
   (FBNet lowers tau once per epoch; we lower it continuously).
@@ -40,10 +40,10 @@ from torch import Tensor, nn
 
 from supernas.cost.expected import ExpectedCost
 from supernas.cost.penalty import CostPenalty
-from supernas.errors import BudgetError, ConfigError
+from supernas.errors import ConfigError
 from supernas.space.arch import Arch
-from supernas.space.choices import arch_from_choices, choices_of, decisions, smallest
-from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.space.choices import arch_from_choices, choices_of, decisions
+from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy
 from supernas.strategies.dmasking.relaxed import SUBSAMPLING, MaskedForward
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,8 @@ class DMaskingNAS(Strategy):
             config.cost_loss, config.cost_alpha, config.cost_beta, config.cost_lambda
         )
         self.target = self._target()
-        self._arch_batches: Iterator[Batch] | None = None
+        self.cadence = Cadence.of(config.warmup_epochs, config.arch_every, context.steps_per_epoch)
         self._step = 0
-        self.candidates: list[dict] = []
 
     def _check_config(self) -> None:
         config = self.config
@@ -135,8 +134,8 @@ class DMaskingNAS(Strategy):
             raise ConfigError(f"cost_metric {config.cost_metric!r} is not macs or params")
         if config.subsampling not in SUBSAMPLING:
             raise ConfigError(f"subsampling {config.subsampling!r} is not nearest or resize")
-        if config.arch_every < 1 or config.temperature <= 0:
-            raise ConfigError("arch_every must be >= 1 and temperature positive")
+        if config.temperature <= 0:
+            raise ConfigError(f"dmasking: temperature must be positive, got {config.temperature}")
 
     def _target(self) -> float | None:
         config = self.config
@@ -175,9 +174,8 @@ class DMaskingNAS(Strategy):
     def step(self, batch: Batch, step: int) -> dict[str, float]:
         self._step = step
         metrics = self.weight_step(batch)
-        searching = self.epochs_done >= self.config.warmup_epochs
-        if searching and step % self.config.arch_every == 0:
-            metrics.update(self.arch_step(self._next_arch_batch()))
+        if self.cadence.arch_step_due(step):
+            metrics.update(self.arch_step(self.arch_stream.next()))
         return metrics
 
     def weight_step(self, batch: Batch) -> dict[str, float]:
@@ -209,11 +207,6 @@ class DMaskingNAS(Strategy):
             f"arch/expected_{self.config.cost_metric}": expected.item(),
         }
 
-    def _next_arch_batch(self) -> Batch:
-        if self._arch_batches is None:
-            self._arch_batches = self.context.arch_stream()
-        return next(self._arch_batches)
-
     # -- the result ------------------------------------------------------------------------
 
     def probabilities(self) -> dict[str, Tensor]:
@@ -243,26 +236,20 @@ class DMaskingNAS(Strategy):
         chosen = choices_of(self.space, arch)
         return [chosen[d.name] for d in self.decisions]
 
-    def _in_budget(self, arch: Arch) -> bool:
-        budget = self.context.budget_macs
-        return budget is None or self.context.cost(arch).macs <= budget
-
     def _candidates(self) -> list[tuple[Arch, float]]:
         """The argmax arch and (when asked, or when it is over budget) in-budget samples."""
         argmax = self.argmax_arch()
-        found = {argmax.digest: (argmax, self._log_prob(argmax))} if self._in_budget(argmax) else {}
+        found = {argmax.digest: (argmax, self._log_prob(argmax))} if self.in_budget(argmax) else {}
         wanted = self.config.derive_samples + (1 if not found else 0)
         probs = self.probabilities()
         for _ in range(self.config.max_draws if wanted > 0 else 0):
             arch, log_prob = self._sample_arch(probs)
-            if self._in_budget(arch) and arch.digest not in found:
+            if self.in_budget(arch) and arch.digest not in found:
                 found[arch.digest] = (arch, log_prob)
             if len(found) >= self.config.derive_samples + 1:
                 break
         if not found:
-            fallback = smallest(self.space)
-            if not self._in_budget(fallback):
-                raise BudgetError("no architecture of the space fits the budget")
+            fallback = self.smallest_in_budget()
             found[fallback.digest] = (fallback, self._log_prob(fallback))
         return list(found.values())
 
@@ -278,12 +265,10 @@ class DMaskingNAS(Strategy):
         return candidates[scores.index(max(scores))][0]
 
     def epoch_metrics(self) -> dict[str, float]:
-        probs = self.probabilities()
-        entropy = sum(float(-(p * p.clamp_min(1e-12).log()).sum()) for p in probs.values())
         argmax = self.argmax_arch()
         return {
             "search/argmax_macs": float(self.context.cost(argmax).macs),
-            "search/entropy": entropy,
+            "search/entropy": sum(entropy(alpha) for alpha in self.alpha.values()),
             "search/temperature": self.tau(),
         }
 

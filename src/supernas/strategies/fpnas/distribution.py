@@ -27,6 +27,7 @@ from supernas.errors import CheckpointError
 from supernas.space.arch import Arch
 from supernas.space.choices import Decision, arch_from_choices, decisions
 from supernas.space.space import SearchSpace
+from supernas.strategies.base import entropy
 
 Sample = tuple[int, ...]  # one option index per decision
 
@@ -136,11 +137,7 @@ class ArchDistribution:
     def entropy(self, factorised: bool = False) -> float:
         """Entropy in nats: a sum over factors, or over groups in the joint phase."""
         logits = self.joint_logits if self.joint and not factorised else self.factor_logits
-        total = 0.0
-        for t in logits:
-            log_p = torch.log_softmax(t, 0)
-            total -= float((log_p.exp() * log_p).sum())
-        return total
+        return sum(entropy(t) for t in logits)
 
     @torch.no_grad()
     def mode(self) -> Sample:

@@ -51,9 +51,7 @@ paper (defaults are ours).
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,13 +60,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernas.cost.latency import LatencyTable
-from supernas.errors import BudgetError, ConfigError
+from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import sample as uniform_sample
-from supernas.space.choices import smallest
-from supernas.space.space import SearchSpace
-from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, load_table
 from supernas.strategies.fpnas.distribution import ArchDistribution, Sample
 
 
@@ -118,13 +113,14 @@ class FPNAS(Strategy):
         self.arch_optimizer = self._adam()
         self.reference_optimizer: torch.optim.Optimizer | None = None  # factorised-only twin
         total = context.total_steps
-        self.warmup_steps = round(config.warmup_epochs * context.steps_per_epoch)
+        self.cadence = Cadence.of(config.warmup_epochs, 1, context.steps_per_epoch)
         self.switch_step = None if config.joint_from is None else round(config.joint_from * total)
         self.samples_drawn = 0
-        self.arch_batches_used = 0
-        self._arch_iter: Iterator[Batch] | None = None
-        self.candidates: list[dict] = []
-        self.table = _load_table(config, self.space)
+        self.table = None
+        if config.lut is not None:
+            if config.target_ms is None:
+                raise ConfigError("fpnas: a latency table (lut) needs target_ms")
+            self.table = load_table(config.lut, self.space, "fpnas")
         if self.table is not None:
             target = config.target_ms
         else:
@@ -158,7 +154,7 @@ class FPNAS(Strategy):
         return local
 
     def step(self, batch: Batch, step: int) -> dict[str, float]:
-        if step < self.warmup_steps:
+        if not self.cadence.searching(step):
             return self._warmup_step(batch)
         if self.switch_step is not None and step >= self.switch_step:
             self._switch_to_joint()
@@ -189,16 +185,9 @@ class FPNAS(Strategy):
         self.arch_optimizer = self._adam()
 
     def _warmup_step(self, batch: Batch) -> dict[str, float]:
-        images, labels = (t.to(self.context.device) for t in batch)
-        optimizer = self.context.weight_optimizer
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(
-            self.context.model(images, uniform_sample(self.space, self.rng)), labels
-        )
-        loss.backward()
-        optimizer.step()
+        metrics = self.train_child(batch, uniform_sample(self.space, self.rng))
         self.samples_drawn += 1
-        return {"train/loss": loss.item(), "fpnas/samples_total": self.samples_drawn}
+        return {**metrics, "fpnas/samples_total": self.samples_drawn}
 
     def _weight_step(self, batch: Batch, count: int) -> dict[str, float]:
         """Trains the shared weights with the omega-weighted gradient of K children."""
@@ -224,14 +213,6 @@ class FPNAS(Strategy):
             "fpnas/ess_weights": float(1 / (omega**2).sum()),
         }
 
-    def _next_arch_batch(self) -> Batch:
-        if self._arch_iter is None:
-            # On resume, skip the batches the interrupted run had used: same data, same arch.
-            stream = self.context.arch_stream()
-            self._arch_iter = itertools.islice(stream, self.arch_batches_used, None)
-        self.arch_batches_used += 1
-        return next(self._arch_iter)
-
     def _penalty(self, arch: Arch) -> float:
         if self.config.cost_weight == 0:
             return 0.0
@@ -245,7 +226,7 @@ class FPNAS(Strategy):
 
     def _arch_step(self, count: int) -> dict[str, float]:
         """Moves pi towards the archs with the highest importance weights on the arch split."""
-        images, labels = (t.to(self.context.device) for t in self._next_arch_batch())
+        images, labels = self.arch_stream.next()
         samples = self.distribution.sample(count, self.rng)
         local = torch.zeros(count, device=self.context.device)
         with torch.no_grad():
@@ -280,9 +261,9 @@ class FPNAS(Strategy):
         surrogate.backward()
         optimizer.step()
 
-    def _in_budget(self, arch: Arch) -> bool:
-        budget = self.context.budget_macs
-        if budget is not None and self.context.cost(arch).macs > budget:
+    def in_budget(self, arch: Arch) -> bool:
+        """Within the MACs budget and, with a latency table, the latency target."""
+        if not super().in_budget(arch):
             return False
         return self.table is None or self.table.predict(self.space, arch) <= self.target
 
@@ -290,18 +271,15 @@ class FPNAS(Strategy):
         """The most probable arch, or the most probable in-budget one of many draws."""
         distribution = self.distribution
         mode = distribution.mode()
-        if self._in_budget(distribution.arch(mode)):
+        if self.in_budget(distribution.arch(mode)):
             return distribution.arch(mode)
         drawn = list(dict.fromkeys(distribution.sample(self.config.derive_samples, self.rng)))
-        fitting = [s for s in drawn if self._in_budget(distribution.arch(s))]
+        fitting = [s for s in drawn if self.in_budget(distribution.arch(s))]
         if fitting:
             with torch.no_grad():
                 scores = distribution.log_prob(fitting)
             return distribution.arch(fitting[int(scores.argmax())])
-        fallback = smallest(self.space)
-        if not self._in_budget(fallback):
-            raise BudgetError("no architecture of the space fits the budget")
-        return fallback
+        return self.smallest_in_budget()
 
     def derive(self) -> Arch:
         arch = self.most_probable()
@@ -325,7 +303,6 @@ class FPNAS(Strategy):
             "arch_optimizer": self.arch_optimizer.state_dict(),
             "reference_optimizer": None if reference is None else reference.state_dict(),
             "samples_drawn": self.samples_drawn,
-            "arch_batches_used": self.arch_batches_used,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -339,15 +316,3 @@ class FPNAS(Strategy):
             )
             self.reference_optimizer.load_state_dict(state["reference_optimizer"])
         self.samples_drawn = state["samples_drawn"]
-        self.arch_batches_used = state["arch_batches_used"]
-        self._arch_iter = None
-
-
-def _load_table(config: FPNAS.Config, space: SearchSpace) -> LatencyTable | None:
-    if config.lut is None:
-        return None
-    if config.target_ms is None:
-        raise ConfigError("fpnas: a latency table (lut) needs target_ms")
-    table = LatencyTable.load(config.lut)
-    table.check(space)
-    return table

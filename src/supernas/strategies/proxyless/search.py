@@ -45,7 +45,6 @@ Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -54,12 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernas.cost.latency import LatencyTable
 from supernas.cost.macs import arch_cost
 from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
-from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy, load_table
 from supernas.strategies.proxyless.expected import UNITS, ExpectedCost, layer_costs
 from supernas.strategies.proxyless.paths import BlockPath, Frame, gated_forward
 
@@ -97,7 +95,12 @@ class ProxylessNAS(Strategy):
         super().__init__(supernet, config, context)
         _check(config)
         self.frame = Frame.of(self.space, config.fixed)
-        self.table = _load_table(config, self.space)
+        self.table = (
+            None
+            if config.cost != "latency"
+            else load_table(config.lut, self.space, "proxyless cost latency")
+        )
+        self.cadence = Cadence.of(config.warmup_epochs, config.arch_every, context.steps_per_epoch)
         self.target = self._target()
         self.penalty = CostPenalty(
             form=config.loss, alpha=config.loss_alpha, beta=config.loss_beta, lam=config.loss_lambda
@@ -119,8 +122,6 @@ class ProxylessNAS(Strategy):
             self.alphas, lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8
         )
         self.baseline: float | None = None
-        self.arch_batches_used = 0
-        self._stream = None
 
     def _target(self) -> float | None:
         config = self.config
@@ -153,33 +154,17 @@ class ProxylessNAS(Strategy):
 
     def step(self, batch: Batch, step: int) -> dict[str, float]:
         metrics = self.weight_step(batch)
-        warmup = round(self.config.warmup_epochs * self.context.steps_per_epoch)
-        if step >= warmup and (step + 1) % self.config.arch_every == 0:
+        if self.cadence.arch_step_due(step):
             if self.config.mode == "reinforce":
-                metrics.update(self.reinforce_step(self._arch_batch()))
+                metrics.update(self.reinforce_step(self.arch_stream.next()))
             else:
-                metrics.update(self.arch_step(self._arch_batch()))
+                metrics.update(self.arch_step(self.arch_stream.next()))
         return metrics
 
     def weight_step(self, batch: Batch) -> dict[str, float]:
         """One SGD step of the weights through one path per block drawn from softmax(alpha)."""
-        images, labels = (t.to(self.context.device) for t in batch)
         arch = self.frame.arch(self.sample_paths())
-        optimizer = self.context.weight_optimizer
-        optimizer.zero_grad(set_to_none=True)
-        logits = self.context.model(images, arch)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        loss.backward()
-        optimizer.step()
-        return {"train/loss": loss.item()}
-
-    def _arch_batch(self) -> Batch:
-        if self._stream is None:
-            # On resume, skip the batches the interrupted run used: same data, same arch.
-            stream = self.context.arch_stream()
-            self._stream = itertools.islice(stream, self.arch_batches_used, None)
-        self.arch_batches_used += 1
-        return tuple(t.to(self.context.device) for t in next(self._stream))
+        return self.train_child(batch, arch, self.config.label_smoothing)
 
     def _binarize(self, index: int) -> tuple[BlockPath, Tensor]:
         """The block's path for an architecture step and its cost weights ``q``."""
@@ -288,9 +273,9 @@ class ProxylessNAS(Strategy):
 
     def epoch_metrics(self) -> dict[str, float]:
         arch = self.derive()
-        entropy = [-(p * p.clamp_min(1e-12).log()).sum().item() for p in self.probabilities()]
+        entropies = [entropy(alpha) for alpha in self.alphas]
         metrics = {
-            "arch/entropy": sum(entropy) / len(entropy),
+            "arch/entropy": sum(entropies) / len(entropies),
             "cost/macs": float(arch_cost(self.space, arch).macs),
         }
         if self.table is not None:
@@ -305,7 +290,6 @@ class ProxylessNAS(Strategy):
             "alphas": [a.detach().clone() for a in self.alphas],
             "arch_optimizer": self.arch_optimizer.state_dict(),
             "baseline": self.baseline,
-            "arch_batches_used": self.arch_batches_used,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -316,7 +300,6 @@ class ProxylessNAS(Strategy):
                 alpha.copy_(saved)
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.baseline = state["baseline"]
-        self.arch_batches_used = state["arch_batches_used"]
 
 
 def _check(config: ProxylessNAS.Config) -> None:
@@ -326,19 +309,7 @@ def _check(config: ProxylessNAS.Config) -> None:
         raise ConfigError(f"proxyless cost {config.cost!r} is not one of {', '.join(COSTS)}")
     if config.loss not in FORMS:
         raise ConfigError(f"proxyless loss {config.loss!r} is not one of {', '.join(FORMS)}")
-    if config.arch_every < 1 or config.samples < 1:
-        raise ConfigError("proxyless arch_every and samples must be at least 1")
+    if config.samples < 1:
+        raise ConfigError("proxyless samples must be at least 1")
     if not math.isfinite(config.arch_lr) or config.arch_lr <= 0:
         raise ConfigError("proxyless arch_lr must be positive")
-
-
-def _load_table(config: ProxylessNAS.Config, space) -> LatencyTable | None:
-    if config.cost != "latency":
-        return None
-    if config.lut is None:
-        raise ConfigError(
-            "proxyless cost latency needs search.options.lut (see 'supernas latency build')"
-        )
-    table = LatencyTable.load(config.lut)
-    table.check(space)
-    return table

@@ -1,0 +1,43 @@
+"""A search killed with SIGKILL and resumed from its last checkpoint with ``--resume`` derives
+the arch of an uninterrupted run: every method that searches by gradient, and random search,
+through the CLI on a tiny space."""
+
+import sys
+
+import pytest
+from draws import contract_space
+
+from runs import kill_after, overrides, supernas
+
+OPTIONS = {
+    "random": "{num_candidates: 3, calibration_batches: 2}",
+    "dmasking": "{warmup_epochs: 0.25, arch_every: 2, arch_lr: 0.1, cost_loss: budget}",
+    "proxyless": "{cost: macs, loss: budget, arch_every: 2, arch_lr: 0.1}",
+    "fpnas": "{min_samples: 2, max_samples: 3, calibration_batches: 2}",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
+    space = tmp_path / "space.yaml"
+    contract_space(num_classes=10).to_yaml(space)
+    settings = overrides(
+        f"space={space}",
+        f"search.strategy={name}",
+        f"search.options={OPTIONS[name]}",
+        "search.epochs=1",
+        "search.budget_macs=2e5",
+        "search.arch_eval_batches=2",
+        "search.checkpoint_every=5",
+        "data.synthetic_train=480",
+        "data.batch_size=16",
+        "train.epochs=1",
+    )
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    command = [sys.executable, "-m", "supernas", "-q", "search", "--run-dir", str(killed)]
+    kill_after([*command, *settings], killed / "search" / "checkpoint.pt")
+    assert not (killed / "arch.json").exists()
+    supernas("-q", "search", "--resume", str(killed))
+    supernas("-q", "search", "--run-dir", str(clean), *settings)
+    assert (killed / "arch.json").read_text() == (clean / "arch.json").read_text()
