@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _space(args) -> None:
     from supernas.api import resolve_space
+    from supernas.cost.macs import describe_cost_range
     from supernas.space import SPACES
     from supernas.space.show import describe
 
@@ -163,6 +164,7 @@ def _space(args) -> None:
         print(yaml.safe_dump(space.to_dict(), sort_keys=False), end="")
     else:
         print(describe(space))
+        print(describe_cost_range(space))
 
 
 def _strategy(args) -> None:

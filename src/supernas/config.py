@@ -83,11 +83,6 @@ def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested data of a config dataclass (for writing ``config.yaml``)."""
-    return dataclasses.asdict(config)
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Reads a recipe; a missing or malformed file is a `ConfigError`."""
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supernas.space.arch import Arch
+from supernas.space.choices import biggest, smallest
 from supernas.space.plan import BlockPlan, NetPlan, plan
 from supernas.space.space import SearchSpace
 
@@ -90,3 +91,14 @@ def net_cost(net: NetPlan) -> Cost:
 def arch_cost(space: SearchSpace, arch: Arch) -> Cost:
     """MACs and parameters of ``arch``."""
     return net_cost(plan(space, arch))
+
+
+def describe_cost_range(space: SearchSpace) -> str:
+    """The MACs and parameters of the smallest and the biggest child, one line each."""
+    small, big = arch_cost(space, smallest(space)), arch_cost(space, biggest(space))
+    return "\n".join(
+        [
+            f"smallest child: {small.macs / 1e6:.2f}M MACs, {small.params / 1e6:.3f}M params",
+            f"biggest child:  {big.macs / 1e6:.2f}M MACs, {big.params / 1e6:.3f}M params",
+        ]
+    )

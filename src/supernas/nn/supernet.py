@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from supernas.nn.blocks import Head, MBConv, Stem
 from supernas.nn.network import Network
 from supernas.space.arch import Arch
-from supernas.space.plan import BlockPlan, NetPlan, plan
+from supernas.space.plan import NetPlan, plan
 from supernas.space.space import BlockSpec, SearchSpace
 
 
@@ -75,14 +75,3 @@ class Supernet(Network):
             return arch(self, x)
         net = arch if isinstance(arch, NetPlan) else plan(self.space, arch)
         return self.run(resize(x, net.resolution), net)
-
-    def candidate_outputs(
-        self, index: int, x: Tensor, candidates: Sequence[BlockPlan | None]
-    ) -> list[Tensor]:
-        """Block ``index`` run on the same input under each candidate (None: skipped block).
-
-        This is what path-level methods need (ProxylessNAS's binary gates weight these
-        outputs); candidates must agree on the output width to be combined.
-        """
-        block = self.blocks[index]
-        return [x if plan is None else block(x, plan) for plan in candidates]

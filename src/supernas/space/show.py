@@ -1,9 +1,9 @@
-"""A plain-text table of a space, for ``supernas space show``."""
+"""A plain-text table of a space, for ``supernas space show`` (its cost range is the cost
+package's: `supernas.cost.macs.describe_cost_range`)."""
 
 from __future__ import annotations
 
-from supernas.cost.macs import arch_cost
-from supernas.space.choices import biggest, count_archs, smallest
+from supernas.space.choices import count_archs
 from supernas.space.space import SearchSpace
 
 _ATTENTION = {0: "none", 1: "se"}
@@ -18,7 +18,7 @@ def _attention(options) -> str:
 
 
 def describe(space: SearchSpace) -> str:
-    """Rows per block, then the space's totals (archs, MAC and parameter range)."""
+    """Rows per block, then the space's totals (input, sharing, number of archs)."""
     header = (
         "block",
         "stage",
@@ -72,7 +72,6 @@ def describe(space: SearchSpace) -> str:
     )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    small, big = arch_cost(space, smallest(space)), arch_cost(space, biggest(space))
     lines += [
         "",
         f"space {space.name} ({space.fingerprint}): {space.description}",
@@ -80,7 +79,5 @@ def describe(space: SearchSpace) -> str:
         f"kernels {space.kernel_sharing}, shortcut {space.shortcut}, "
         f"{'one choice per stage' if space.tie_stages else 'one choice per block'}",
         f"distinct architectures: {count_archs(space):.3e} ({count_archs(space)})",
-        f"smallest child: {small.macs / 1e6:.2f}M MACs, {small.params / 1e6:.3f}M params",
-        f"biggest child:  {big.macs / 1e6:.2f}M MACs, {big.params / 1e6:.3f}M params",
     ]
     return "\n".join(lines)

@@ -3,7 +3,7 @@ import random
 import torch
 
 from supernas.nn import Supernet, extract_child, recalibrate_bn
-from supernas.space import get_space, plan, sample
+from supernas.space import get_space, sample
 
 
 def test_recalibrated_statistics_equal_the_childs_own_statistics():
@@ -29,20 +29,3 @@ def test_recalibrated_statistics_equal_the_childs_own_statistics():
         torch.testing.assert_close(norm.running_mean, means.mean(0))
         torch.testing.assert_close(norm.running_var, variances.mean(0))
     assert not child.training  # the model's mode is restored
-
-
-def test_candidate_outputs_equal_each_candidate_child():
-    space = get_space("fmnist_small")
-    net = Supernet(space).eval()
-    rng = random.Random(0)
-    archs = [sample(space, rng) for _ in range(6)]
-    index = 2  # optional block: some candidates skip it
-    candidates = [plan(space, a).blocks[index] for a in archs]
-    widths = {c.in_channels for c in candidates if c is not None}
-    x = torch.randn(2, max(widths), 14, 14)
-    candidates = [c for c in candidates if c is None or c.in_channels == x.size(1)]
-    with torch.no_grad():
-        outputs = net.candidate_outputs(index, x, candidates)
-        for output, candidate in zip(outputs, candidates, strict=True):
-            expected = x if candidate is None else net.blocks[index](x, candidate)
-            torch.testing.assert_close(output, expected)
