@@ -31,9 +31,10 @@ from _common import hardware, run_kind
 
 from supernas.api import run_search_phase
 from supernas.recipe import load_run_config
-from supernas.report import load_metrics
+from supernas.rundir import METRICS
 from supernas.space import get_space
 from supernas.strategies.fpnas import ArchDistribution
+from supernas.train import read_metrics
 from supernas.train.distributed import cleanup, init_distributed, resolve_device
 
 
@@ -67,7 +68,9 @@ def _search(args: argparse.Namespace, options: str, seed: int) -> dict:
             start = time.perf_counter()
             arch, candidates = run_search_phase(cfg, space, Path(run_dir), False, env, device)
             wall = time.perf_counter() - start
-            records = [r for r in load_metrics(Path(run_dir) / "search") if "fpnas/K" in r]
+            records = [
+                r for r in read_metrics(Path(run_dir) / "search" / METRICS) if "fpnas/K" in r
+            ]
     finally:
         cleanup(env)
     last = records[-1]

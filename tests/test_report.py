@@ -1,7 +1,8 @@
 import json
 import re
 
-from supernas.report import load_metrics, metric_group, plot_cost_accuracy, write_report
+from supernas.report import metric_group, plot_cost_accuracy, write_report
+from supernas.train import read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,16 +26,16 @@ def images(text):
     return re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
 
 
-def test_load_metrics_drops_a_truncated_last_line(tmp_path):
+def test_read_metrics_drops_a_truncated_last_line(tmp_path):
     write_metrics(tmp_path, training_records(), tail='{"step": 20, "train/lo')
-    records = load_metrics(tmp_path)
+    records = read_metrics(tmp_path / "metrics.jsonl")
     assert records == training_records()
 
 
-def test_load_metrics_keeps_records_after_a_bad_line(tmp_path):
+def test_read_metrics_keeps_records_after_a_bad_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n\n{"step": 2}\n')
-    assert load_metrics(tmp_path) == [{"step": 1}, {"step": 2}]
-    assert load_metrics(tmp_path / "missing") == []
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1}, {"step": 2}]
+    assert read_metrics(tmp_path / "missing" / "metrics.jsonl") == []
 
 
 def test_metric_groups():

@@ -35,6 +35,7 @@ from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
+from supernas.rundir import ARCH, CHECKPOINT, RunDir
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext
 from supernas.strategies.evaluation import evaluate_child
@@ -56,8 +57,6 @@ from supernas.train import (
     wrap_ddp,
 )
 from supernas.train.checkpoint import atomic_write_text, save_checkpoint
-
-SLICED = "sliced.pt"  # the deployed model of a method that does not retrain
 
 
 @dataclass
@@ -87,12 +86,12 @@ def new_run_dir(cfg: RunConfig, kind: str, root: Path = Path("runs")) -> Path:
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
-        run_dir / "config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+        RunDir(run_dir).config, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
     )
 
 
 def read_config(run_dir: Path) -> RunConfig:
-    path = run_dir / "config.yaml"
+    path = RunDir(run_dir).config
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a supernas run directory (no config.yaml)")
     return from_dict(RunConfig, load_yaml(path), str(path))
@@ -172,9 +171,10 @@ def run_search_phase(
     device: torch.device,
 ) -> tuple[Arch, list[dict]]:
     """Trains the supernet with the strategy and derives an arch (skipped if already done)."""
-    arch_path = run_dir / "arch.json"
+    files = RunDir(run_dir)
+    arch_path = files.arch
     if resume and arch_path.is_file():
-        candidates_path = run_dir / "candidates.json"
+        candidates_path = files.candidates
         candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
         return arch_from_json(space, arch_path.read_text()), candidates
     data = build_data(_search_data(cfg))
@@ -192,13 +192,11 @@ def run_search_phase(
         checkpoint_every=cfg.search.checkpoint_every,
         desc="search",
     )
-    run_loop(
-        SearchTask(strategy, scheduler), loader, loop, run_dir / "search", resume=resume, env=env
-    )
+    run_loop(SearchTask(strategy, scheduler), loader, loop, files.search, resume=resume, env=env)
     arch = strategy.derive()
     candidates = strategy.candidates
     if env.is_main:
-        atomic_write_text(run_dir / "candidates.json", json.dumps(candidates, indent=1))
+        atomic_write_text(files.candidates, json.dumps(candidates, indent=1))
         atomic_write_text(arch_path, arch.to_json())
     return arch, candidates
 
@@ -227,7 +225,7 @@ def train_arch(
         checkpoint_every=cfg.train.checkpoint_every,
         desc="train",
     )
-    run_loop(task, loader, loop, run_dir / "train", resume=resume, env=env)
+    run_loop(task, loader, loop, RunDir(run_dir).train, resume=resume, env=env)
     test_loader = data.loader(data.test, train=False, seed=cfg.seed)
     test = evaluate_model(task.eval_model, test_loader, device, cfg.train.amp)
     return task.eval_model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
@@ -235,7 +233,7 @@ def train_arch(
 
 def load_supernet(space: SearchSpace, run_dir: Path, device: torch.device) -> Supernet:
     """The trained supernet of a run (``search/checkpoint.pt``, task state "supernet")."""
-    path = run_dir / "search" / "checkpoint.pt"
+    path = RunDir(run_dir).search / CHECKPOINT
     task_state = load_checkpoint(path).get("task")
     weights = task_state.get("supernet") if isinstance(task_state, dict) else None
     if not isinstance(weights, dict):
@@ -276,7 +274,7 @@ def slice_arch(
     supernet in ``search/checkpoint.pt``, saved to ``sliced.pt`` for eval and export."""
     model, test = _sliced_and_tested(cfg, load_supernet(space, run_dir, device), arch, device)
     if env.is_main:
-        save_checkpoint(run_dir / SLICED, {"task": {"model": model.state_dict()}})
+        save_checkpoint(RunDir(run_dir).sliced, {"task": {"model": model.state_dict()}})
     return model, test
 
 
@@ -319,7 +317,7 @@ def finish(
         **extra,
         **{f"export_{k}": v["path"] for k, v in exports.items()},
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(RunDir(run_dir).summary, json.dumps(summary, indent=1))
     report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
     return RunResult(run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report)
 
@@ -379,7 +377,7 @@ def _train(
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg, "train")
     if env.is_main and not resume:
         write_config(run_dir, cfg)
-        atomic_write_text(run_dir / "arch.json", arch.to_json())
+        atomic_write_text(RunDir(run_dir).arch, arch.to_json())
     start = time.perf_counter()
     model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
     if not env.is_main:
@@ -400,11 +398,12 @@ def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.
     """The config, space, arch and trained model of a finished or interrupted run."""
     cfg = read_config(run_dir)
     space = resolve_space(cfg.space)
-    arch = load_arch(space, run_dir / "arch.json")
+    files = RunDir(run_dir)
+    arch = load_arch(space, files.arch)
     model = build_model(space, arch)
-    path = run_dir / "train" / "checkpoint.pt"
-    if not path.is_file() and (run_dir / SLICED).is_file():
-        path = run_dir / SLICED  # a method that deploys sliced children (BigNAS)
+    path = files.train / CHECKPOINT
+    if not path.is_file() and files.sliced.is_file():
+        path = files.sliced  # a method that deploys sliced children (BigNAS)
     task_state = load_checkpoint(path).get("task")
     weights = None
     if isinstance(task_state, dict):
@@ -437,11 +436,12 @@ def report(run_dir: Path) -> Path:
     """Rewrites the report of ``run_dir`` from its files."""
     cfg = read_config(run_dir)
     space = resolve_space(cfg.space)
-    summary_path = run_dir / "summary.json"
+    files = RunDir(run_dir)
+    summary_path = files.summary
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    arch_path = run_dir / "arch.json"
+    arch_path = files.arch
     rows = _arch_rows(space, load_arch(space, arch_path)) if arch_path.is_file() else []
-    candidates_path = run_dir / "candidates.json"
+    candidates_path = files.candidates
     candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
     return write_report(run_dir, summary, rows, candidates)
 
@@ -478,13 +478,13 @@ def select(
             config or selection,
             progress=lambda _: bar.update(),
         )
-    out = run_dir / "select"
+    files = RunDir(run_dir)
     chosen = []
     for budget, record in found.chosen.items():
         arch = found.archs[record["arch"]]
         model, test = _sliced_and_tested(cfg, supernet, arch, device)
-        folder = out / f"{budget / 1e6:g}M"
-        atomic_write_text(folder / "arch.json", arch.to_json())
+        folder = files.select / f"{budget / 1e6:g}M"
+        atomic_write_text(folder / ARCH, arch.to_json())
         example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
         exports = export_model(model, example, folder, cfg.export)
         chosen.append(
@@ -496,8 +496,8 @@ def select(
             }
         )
     selection = {"chosen": chosen, "candidates": found.candidates}
-    atomic_write_text(out / "selection.json", json.dumps(selection, indent=1))
-    plot_cost_accuracy(found.candidates, [c["arch"] for c in chosen], out / "accuracy_vs_macs.png")
+    atomic_write_text(files.selection, json.dumps(selection, indent=1))
+    plot_cost_accuracy(found.candidates, [c["arch"] for c in chosen], files.selection_plot)
     return chosen
 
 

@@ -272,6 +272,7 @@ def _latency(api, args) -> None:
 
 def _dispatch(args) -> None:
     from supernas import api
+    from supernas.rundir import RunDir
 
     if args.command == "space":
         _space(args)
@@ -284,7 +285,7 @@ def _dispatch(args) -> None:
         else:
             if args.arch is None and not resume:
                 raise SupernasError("train needs --arch ARCH.json (or --resume RUN_DIR)")
-            arch_path = run_dir / "arch.json" if resume else args.arch
+            arch_path = RunDir(run_dir).arch if resume else args.arch
             result = api.train(cfg, arch_path, run_dir, resume)
         if result.report is not None:
             _print_result(result)

@@ -7,7 +7,6 @@ through ``pyplot``: importing this module then leaves a notebook's backend alone
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -16,42 +15,19 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from supernas.rundir import METRICS, RunDir
+from supernas.rundir import PHASES as RUN_PHASES
 from supernas.train.checkpoint import atomic_write_bytes, atomic_write_text
+from supernas.train.metrics import read_metrics
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-PHASES = (".", "search", "train")  # folders of a run that may hold a metrics file
+PHASES = (".", *RUN_PHASES)  # folders of a run that may hold a metrics file
 GROUPS = ("loss", "accuracy", "lr", "entropy", "other")  # one PNG each, in this order
 MAX_PANELS = 12  # "other" series get a panel each, as their scales differ
 TOP_CANDIDATES = 10  # rows of the candidates table
 
 Series = tuple[list[float], list[float]]  # (steps, values)
-
-
-def load_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of ``run_dir/metrics.jsonl``; ``[]`` when there is none.
-
-    A last line cut short by a killed run is dropped. Any other unreadable line is skipped
-    with a warning, so one bad line does not hide the records after it.
-    """
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number < len(lines):
-                log.warning("%s:%d is not JSON; skipped", path, number)
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def metric_series(records: Sequence[dict[str, Any]]) -> dict[str, Series]:
@@ -159,7 +135,7 @@ def write_report(
         lines += [f"Best {len(best)} of {len(candidates)} by arch-split top-1:", ""]
         lines += _table(best, run_dir)
     lines += ["", "## Curves", "", *_curves(run_dir)]
-    path = run_dir / "report.md"
+    path = RunDir(run_dir).report
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
@@ -168,10 +144,10 @@ def _curves(run_dir: Path) -> list[str]:
     lines: list[str] = []
     for phase in PHASES:
         folder = run_dir / phase
-        source = (folder / METRICS_FILE).relative_to(run_dir).as_posix()
-        if not (folder / METRICS_FILE).is_file():
+        source = (folder / METRICS).relative_to(run_dir).as_posix()
+        if not (folder / METRICS).is_file():
             continue
-        records = load_metrics(folder)
+        records = read_metrics(folder / METRICS)
         prefix = "run" if phase == "." else phase
         paths = plot_metrics(records, run_dir / "plots", prefix)
         count = f"{len(records)} record" + ("" if len(records) == 1 else "s")
@@ -182,7 +158,7 @@ def _curves(run_dir: Path) -> list[str]:
             lines.append(f"Not plotted: {', '.join(others[MAX_PANELS:])}.")
         lines.append("")
     if not lines:
-        where = ", ".join(f"`{p}/{METRICS_FILE}`" for p in PHASES)
+        where = ", ".join(f"`{p}/{METRICS}`" for p in PHASES)
         lines = [f"No metrics file found ({where}): no curves plotted."]
     return lines
 

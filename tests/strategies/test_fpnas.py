@@ -241,7 +241,7 @@ def test_split_attention_with_one_split_is_a_squeeze_excite_block():
         squeeze,
         (3, 5),
         attention_plan.stride,
-        max_radix=1,
+        max_splits=1,
         attention=True,
         expand=True,
         project_shortcut=False,

@@ -18,7 +18,7 @@ from supernas.nn import Supernet
 from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
 from supernas.strategies import SearchContext
 from supernas.strategies.proxyless import ProxylessNAS
-from supernas.strategies.proxyless.expected import ExpectedCost, layer_costs
+from supernas.strategies.proxyless.expected import ExpectedPathCost, layer_costs
 from supernas.strategies.proxyless.paths import BlockPath, gated_forward, weighted_forward
 from supernas.train.memory import saved_activation_bytes
 
@@ -279,7 +279,7 @@ def _random_q(strategy, seed):
 def test_expected_latency_gradient_matches_finite_differences():
     space = tiny_space()
     strategy = make(space)
-    expected = ExpectedCost(strategy.frame, layer_costs("latency", fake_table(space)))
+    expected = ExpectedPathCost(strategy.frame, layer_costs("latency", fake_table(space)))
     alphas = [a.requires_grad_() for a in _random_q(strategy, 5)]
     expected([torch.softmax(a, 0) for a in alphas]).backward()
     eps = 1e-6
@@ -300,7 +300,7 @@ def test_expected_cost_of_one_hot_paths_is_the_exact_cost(kind):
     space = tiny_space()
     strategy = make(space)
     table = fake_table(space)
-    expected = ExpectedCost(strategy.frame, layer_costs(kind, table))
+    expected = ExpectedPathCost(strategy.frame, layer_costs(kind, table))
     for active in ([0, 0, 0], [7, 4, 2], [3, 1, 1], [6, 2, 0]):
         arch = strategy.frame.arch(active)
         q = [

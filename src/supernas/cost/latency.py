@@ -49,7 +49,7 @@ def block_key(block: BlockPlan) -> str:
     return (
         f"mbconv-input:{i}x{i}x{block.in_channels}-output:{o}x{o}x{block.out_channels}"
         f"-mid:{block.mid_channels}-kernel:{block.kernel_size}-stride:{block.stride}"
-        f"-attn:{block.radix}x{block.attn_channels}-act:{block.activation}"
+        f"-attn:{block.attention}x{block.attn_channels}-act:{block.activation}"
         f"-shortcut:{block.shortcut}"
     )
 

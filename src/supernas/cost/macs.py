@@ -54,13 +54,13 @@ def block_cost(block: BlockPlan) -> Cost:
     total = ZERO
     if block.expand:
         total += conv_cost(block.in_channels, mid, 1, block.in_size) + bn_cost(mid)
-    splits = max(block.radix, 1)
+    splits = max(block.attention, 1)
     dw = conv_cost(mid, mid, block.kernel_size, size, groups=mid) + bn_cost(mid)
     total += Cost(dw.macs * splits, dw.params * splits)
-    if block.radix:
+    if block.attention:
         total += conv_cost(mid, block.attn_channels, 1, 1, bias=True)
         fc2 = conv_cost(block.attn_channels, mid, 1, 1, bias=True)
-        total += Cost(fc2.macs * block.radix, fc2.params * block.radix)
+        total += Cost(fc2.macs * block.attention, fc2.params * block.attention)
     total += conv_cost(mid, block.out_channels, 1, size) + bn_cost(block.out_channels)
     if block.shortcut == "project" and block.in_channels != block.out_channels:
         total += conv_cost(block.in_channels, block.out_channels, 1, size)

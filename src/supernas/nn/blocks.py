@@ -5,11 +5,11 @@ standalone model. Parameter names are the same either way, which is what lets
 `extract_child` copy weights with one generic slice.
 
 MBConv (inverted residual): optional 1x1 expand (+BN+act), depthwise kxk (+BN+act), optional
-attention, 1x1 project (+BN), shortcut. Attention with ``radix`` splits:
+attention, 1x1 project (+BN), shortcut. Attention ``r`` (the arch's ``attention``):
 
-- ``radix == 1``: Squeeze-Excite (pool, 1x1 conv, ReLU, 1x1 conv, hard-sigmoid gate), as in
+- ``r == 1``: Squeeze-Excite (pool, 1x1 conv, ReLU, 1x1 conv, hard-sigmoid gate), as in
   FBNetV2's ``_sehsig`` blocks.
-- ``radix >= 2``: Split-Attention (ResNeSt, placed in the MBConv as FP-NAS does): ``radix``
+- ``r >= 2``: Split-Attention (ResNeSt, placed in the MBConv as FP-NAS does): ``r``
   depthwise convs give the splits U_1..U_r, s = pool(sum U_i), a = softmax over splits of
   FC2_i(ReLU(FC1(s))), output sum a_i * U_i. Split 0 shares its weights with the plain
   depthwise conv, so all attention options share one trunk. FP-NAS's multiplier-r depthwise conv
@@ -94,11 +94,11 @@ class DepthwiseConvNorm(nn.Module):
 class SplitAttention(nn.Module):
     """Squeeze-Excite (one split) or Split-Attention (several) over depthwise outputs."""
 
-    def __init__(self, channels: int, attn_channels: int, radix: int) -> None:
+    def __init__(self, channels: int, attn_channels: int, num_splits: int) -> None:
         super().__init__()
         self.reduce = ElasticConv2d(channels, attn_channels, 1, bias=True)
         self.expand = nn.ModuleList(
-            ElasticConv2d(attn_channels, channels, 1, bias=True) for _ in range(radix)
+            ElasticConv2d(attn_channels, channels, 1, bias=True) for _ in range(num_splits)
         )
 
     def forward(
@@ -119,8 +119,8 @@ class MBConv(nn.Module):
     """Inverted-residual block at given maximum widths; ``forward`` runs one `BlockPlan`.
 
     Args:
-        max_radix: the number of depthwise splits to hold (1 when no split-attention is used).
-        attention: whether to hold an attention module (any radix >= 1 among the options).
+        max_splits: the number of depthwise splits to hold (1 when no split-attention is used).
+        attention: whether to hold an attention module (any attention >= 1 among the options).
         expand: whether to hold the 1x1 expand conv (any expansion != 1 among the options).
         project_shortcut: whether to hold the 1x1 shortcut conv used when shapes change
             (spaces with ``shortcut="always"``).
@@ -134,7 +134,7 @@ class MBConv(nn.Module):
         attn_channels: int,
         kernel_sizes: Sequence[int],
         stride: int,
-        max_radix: int,
+        max_splits: int,
         *,
         attention: bool,
         expand: bool,
@@ -145,9 +145,10 @@ class MBConv(nn.Module):
         self.stride = stride
         self.expand = ConvNorm(in_channels, mid_channels) if expand else nn.Identity()
         self.dw = nn.ModuleList(
-            DepthwiseConvNorm(mid_channels, kernel_sizes, stride, sharing) for _ in range(max_radix)
+            DepthwiseConvNorm(mid_channels, kernel_sizes, stride, sharing)
+            for _ in range(max_splits)
         )
-        self.attn = SplitAttention(mid_channels, attn_channels, max_radix) if attention else None
+        self.attn = SplitAttention(mid_channels, attn_channels, max_splits) if attention else None
         self.project = ConvNorm(mid_channels, out_channels)
         self.shortcut = (
             ElasticConv2d(in_channels, out_channels, 1, bias=False) if project_shortcut else None
@@ -171,7 +172,7 @@ class MBConv(nn.Module):
         the candidates that agree up to it.
         """
         hidden = self.expanded(x, plan, mid_mask) if plan.expand else x
-        splits = self.splits(hidden, plan, mid_mask, max(plan.radix, 1))
+        splits = self.splits(hidden, plan, mid_mask, max(plan.attention, 1))
         return self.projected(self.attend(splits, plan, attn_mask), plan, out_mask) + (
             self.shortcut_of(x, plan)
         )
@@ -193,9 +194,9 @@ class MBConv(nn.Module):
         ]
 
     def attend(self, splits: list[Tensor], plan: BlockPlan, attn_mask: Tensor | None) -> Tensor:
-        if plan.radix == 0:
+        if plan.attention == 0:
             return splits[0]
-        return self.attn(splits[: plan.radix], plan.attn_channels, attn_mask)
+        return self.attn(splits[: plan.attention], plan.attn_channels, attn_mask)
 
     def projected(self, hidden: Tensor, plan: BlockPlan, out_mask: Tensor | None) -> Tensor:
         return _masked(self.project(hidden, plan.out_channels), out_mask)

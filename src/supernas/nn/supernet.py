@@ -33,7 +33,7 @@ def _block_bounds(space: SearchSpace, spec: BlockSpec, widths: set[int]) -> MBCo
         attn_channels=max(space.attention_channels(m) for m in mids) if attention else 0,
         kernel_sizes=spec.kernel_sizes,
         stride=spec.stride,
-        max_radix=max(1, max(spec.attentions)),
+        max_splits=max(1, max(spec.attentions)),
         attention=attention,
         expand=any(e != 1 for e in spec.expansions),
         project_shortcut=space.shortcut == "always" and changes_shape,

@@ -29,7 +29,7 @@ class BlockPlan:
     attn_channels: int  # bottleneck width of the attention; 0 without attention
     kernel_size: int
     stride: int
-    radix: int  # attention splits: 0 none, 1 squeeze-excite, r >= 2 split-attention
+    attention: int  # 0 none, 1 squeeze-excite, r >= 2 split-attention with r splits
     activation: str
     expand: bool  # whether the 1x1 expand conv exists (expansion != 1)
     shortcut: (
@@ -77,7 +77,7 @@ def block_plan(
         attn_channels=space.attention_channels(mid) if choice.attention else 0,
         kernel_size=choice.kernel_size,
         stride=spec.stride,
-        radix=choice.attention,
+        attention=choice.attention,
         activation=choice.activation,
         expand=choice.expansion != 1,
         shortcut=_shortcut(space, in_channels, choice.out_channels, spec.stride),

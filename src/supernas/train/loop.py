@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from supernas.errors import CheckpointError, ConfigError
+from supernas.rundir import CHECKPOINT
 from supernas.train.checkpoint import load_checkpoint, save_checkpoint
 from supernas.train.distributed import DistEnv, barrier
 from supernas.train.metrics import MetricsWriter
@@ -32,7 +33,6 @@ from supernas.train.seed import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 
 Hook = Callable[[int, dict[str, float]], None]
 

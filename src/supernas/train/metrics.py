@@ -8,24 +8,37 @@ watching a run live.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from supernas.rundir import METRICS, TENSORBOARD
 from supernas.train.checkpoint import atomic_write_text
 
-METRICS = "metrics.jsonl"
+log = logging.getLogger(__name__)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All complete records; a last line cut short by a crash is dropped."""
+    """The records of a metrics file; ``[]`` when there is none.
+
+    A last line cut short by a killed run is dropped. Any other unreadable line is skipped
+    with a warning, so one bad line does not hide the records after it.
+    """
     if not path.is_file():
         return []
+    lines = path.read_text().splitlines()
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break
+            if number < len(lines):
+                log.warning("%s:%d is not JSON; skipped", path, number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -50,7 +63,7 @@ class MetricsWriter:
         atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
         self._file = path.open("a")
         # purge_step hides the events of the repeated steps in earlier event files.
-        self._tensorboard = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step + 1)
+        self._tensorboard = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=resume_step + 1)
 
     def write(self, step: int, epoch: float, values: dict[str, float]) -> None:
         if not self.enabled:

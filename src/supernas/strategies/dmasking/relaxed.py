@@ -176,7 +176,7 @@ class MaskedForward:
             attn_channels=max(attn_width.support),
             kernel_size=spec.kernel_sizes[0],
             stride=spec.stride,
-            radix=0,
+            attention=0,
             activation=spec.activations[0],
             expand=expand,
             shortcut="none",
@@ -188,7 +188,7 @@ class MaskedForward:
         attn_mask = attn_width.mask(plan.attn_channels)
         out_mask = out_width.mask(plan.out_channels)
         attentions = list(self.paths(f"{prefix}.attention"))
-        radix = max(1, *(a for a, _ in attentions))
+        branches = max(1, *(a for a, _ in attentions))  # depthwise splits to run
         pre = block.expand(x, mid) if expand else None
         total = 0.0
         for activation, act_weight in self.paths(f"{prefix}.activation"):
@@ -199,9 +199,9 @@ class MaskedForward:
                 hidden = block.expanded(x, typed, expanded_mask, pre) + identity * _pad(x, mid)
             for kernel, kernel_weight in self.paths(f"{prefix}.kernel_size"):
                 typed = replace(typed, kernel_size=kernel)
-                splits = block.splits(hidden, typed, mid_mask, radix)
+                splits = block.splits(hidden, typed, mid_mask, branches)
                 for attention, attn_weight in attentions:
-                    typed = replace(typed, radix=attention)
+                    typed = replace(typed, attention=attention)
                     out = block.projected(block.attend(splits, typed, attn_mask), typed, out_mask)
                     total = total + act_weight * kernel_weight * attn_weight * out
         shortcut = self.shortcut(spec, block, x, in_width, out_width, coupled, plan.out_channels)

@@ -58,7 +58,7 @@ def layer_costs(kind: str, table: LatencyTable | None = None) -> LayerCosts:
     )
 
 
-class ExpectedCost:
+class ExpectedPathCost:
     """``E[cost]`` of per-block candidate distributions ``q`` (see the module docstring)."""
 
     def __init__(self, frame: Frame, costs: LayerCosts, device: torch.device | str = "cpu") -> None:

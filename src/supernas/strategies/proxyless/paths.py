@@ -111,7 +111,7 @@ def run_candidate(
     space, block = frame.space, supernet.blocks[index]
     plan = block_plan(space, space.blocks[index], op, width, frame.in_sizes[index])
     hidden = block.expanded(x, plan, None) if plan.expand else x[:, :width]
-    splits = block.splits(hidden, plan, None, max(plan.radix, 1))
+    splits = block.splits(hidden, plan, None, max(plan.attention, 1))
     out = block.projected(block.attend(splits, plan, None), plan, None)
     return pad_channels(out + block.shortcut_of(x[:, :width], plan), frame.carried[index])
 

@@ -22,7 +22,7 @@ ICLR 2019 (arXiv 1812.00332), sections 3.1-3.3, with the reference code's choice
   reward_exponent``, gradient ``(R - b) * grad log p(a)``.
 - A block whose active op is the zero op gets no update that step (its gradient, the cost
   term's included, is dropped, as ``set_arch_param_grad`` does).
-- Cost term: ``E[cost]`` of the path distributions (`expected.ExpectedCost`; in ``two_path``
+- Cost term: ``E[cost]`` of the path distributions (`expected.ExpectedPathCost`; in ``two_path``
   mode ``p~`` on the two drawn candidates and 0 elsewhere, as the code), from a latency table
   (``cost: latency``), or exact MACs or parameters; ``loss: mul_log`` is the code's default
   ``0.2 * CE * (log E / log T) ** 0.3``, ``loss: linear`` the paper's additive form
@@ -58,7 +58,7 @@ from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy, load_table
-from supernas.strategies.proxyless.expected import UNITS, ExpectedCost, layer_costs
+from supernas.strategies.proxyless.expected import UNITS, ExpectedPathCost, layer_costs
 from supernas.strategies.proxyless.paths import BlockPath, Frame, gated_forward
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class ProxylessNAS(Strategy):
         self.expected = (
             None
             if config.cost == "none"
-            else ExpectedCost(self.frame, layer_costs(config.cost, self.table), context.device)
+            else ExpectedPathCost(self.frame, layer_costs(config.cost, self.table), context.device)
         )
         self.generator = torch.Generator().manual_seed(context.seed + 7919)
         init = torch.Generator().manual_seed(context.seed + 104729)
