@@ -35,6 +35,7 @@ from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
+from supernas.rng import derive_seed
 from supernas.rundir import ARCH, CHECKPOINT, RunDir
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext
@@ -140,8 +141,13 @@ def _strategy(
         nesterov=search.momentum > 0,
     )
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
-    arch_train = data.loader(data.arch, train=True, seed=cfg.seed + 2, distributed=env.distributed)
-    calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
+    arch_train = data.loader(
+        data.arch,
+        train=True,
+        seed=derive_seed(cfg.seed, "arch-stream"),
+        distributed=env.distributed,
+    )
+    calibration = data.loader(data.weight, train=True, seed=derive_seed(cfg.seed, "calibration"))
     context = SearchContext(
         cost=lambda arch: arch_cost(supernet.space, arch),
         model=wrap_ddp(supernet, env, device, find_unused_parameters=True),
@@ -254,9 +260,9 @@ def _sliced_and_tested(
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
     data = build_data(_search_data(cfg), resolution=arch.resolution)
-    calibration = data.loader(data.weight, train=True, seed=cfg.seed + 1)
+    calibration = data.loader(data.weight, train=True, seed=derive_seed(cfg.seed, "calibration"))
     with torch.random.fork_rng(devices=[]):  # the same augmented batches on every call
-        torch.manual_seed(cfg.seed + 1)
+        torch.manual_seed(derive_seed(cfg.seed, "calibration"))
         model = strategy_cls.deploy(supernet, arch, options, calibration, device)
     test = evaluate_model(model, data.loader(data.test, train=False, seed=cfg.seed), device)
     return model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
@@ -465,7 +471,7 @@ def select(
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
     data = build_data(_search_data(cfg))
-    weight_loader = data.loader(data.weight, train=True, seed=cfg.seed + 1)
+    weight_loader = data.loader(data.weight, train=True, seed=derive_seed(cfg.seed, "calibration"))
     calibration = list(itertools.islice(weight_loader, calibration_batches))
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
     batches = list(itertools.islice(arch_loader, cfg.search.arch_eval_batches))

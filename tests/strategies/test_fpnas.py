@@ -400,7 +400,7 @@ def test_derivation_takes_the_most_probable_arch_within_the_budget():
     costs = {key: arch_cost(space, arch).macs for key, arch in archs.items()}
     budget = sorted(costs.values())[2]  # three of the four archs fit; the biggest does not
     net = Supernet(space)
-    strategy = FPNAS(net, FPNAS.Config(derive_samples=300), _context(net, budget_macs=budget))
+    strategy = FPNAS(net, FPNAS.Config(max_draws=300), _context(net, budget_macs=budget))
     logits = {"block0.out_channels": [0.0, 1.0], "block1.out_channels": [0.0, 2.0]}
     with torch.no_grad():
         for name, values in logits.items():

@@ -44,6 +44,7 @@ from supernas.cost.latency import LatencyTable, block_key, device_name, head_key
 from supernas.errors import ConfigError
 from supernas.nn.blocks import Head, Stem
 from supernas.nn.standalone import build_block, build_model
+from supernas.rng import derive_seed
 from supernas.space.arch import BlockArch
 from supernas.space.choices import sample, smallest
 from supernas.space.plan import NetPlan, block_plan, conv_out_size, plan
@@ -277,7 +278,7 @@ def build_table(
             for layer in layers.values()
         ]
         table.entries = dict(zip(layers, _interleaved(runs, timing, progress), strict=True))
-        archs = _random_archs(space, calibration_archs, seed + 1)
+        archs = _random_archs(space, calibration_archs, derive_seed(seed, "calibration-archs"))
         measured = measure_archs(space, archs, device, timing)
     gaps = [m - table.predict(space, a) for a, m in zip(archs, measured, strict=True)]
     table.overhead_ms = statistics.median(gaps) if gaps else 0.0

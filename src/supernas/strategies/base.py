@@ -9,7 +9,8 @@ task and handed in, so strategies do not depend on the training package.
 What every method needs is written here once, so that a method file holds only what its paper
 is known for: the resumable arch-split stream (`ArchStream`), the warm-up and arch-step cadence
 (`Cadence`), the single-child weight step (`Strategy.train_child`), "the best in-budget arch,
-else the smallest, else `BudgetError`" (`Strategy.in_budget`, `Strategy.smallest_in_budget`),
+else the smallest, else `BudgetError`" (`Strategy.in_budget`, `most_probable_in_budget`,
+`smallest_in_budget`),
 the entropy of a distribution (`entropy`), latency-table loading (`load_table`) and the scored
 candidates that go to ``candidates.json`` (`Strategy.candidates`).
 """
@@ -32,6 +33,7 @@ from supernas.cost.macs import Cost
 from supernas.errors import BudgetError, ConfigError
 from supernas.nn.supernet import Supernet
 from supernas.registry import Registry
+from supernas.rng import random_state, set_random_state
 from supernas.space.arch import Arch
 from supernas.space.choices import smallest
 from supernas.space.space import SearchSpace
@@ -168,6 +170,14 @@ class Strategy(abc.ABC):
         budget = self.context.budget_macs
         return budget is None or self.context.cost(arch).macs <= budget
 
+    def most_probable_in_budget(self, draws: Iterable[tuple[Arch, float]]) -> Arch:
+        """The most probable of ``draws`` (arch, log-probability) within the budget, else the
+        smallest child (for a mode or argmax that exceeds the budget)."""
+        fitting = [(log_prob, arch) for arch, log_prob in draws if self.in_budget(arch)]
+        if not fitting:
+            return self.smallest_in_budget()
+        return max(fitting, key=lambda pair: pair[0])[1]
+
     def smallest_in_budget(self) -> Arch:
         """The fallback when no candidate fits: the space's smallest child, if it fits."""
         fallback = smallest(self.space)
@@ -180,10 +190,10 @@ class Strategy(abc.ABC):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state(self.rng), "arch_stream": self.arch_stream.state_dict()}
+        return {"rng": random_state(self.rng), "arch_stream": self.arch_stream.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.setstate(_rng_from_state(state["rng"]))
+        set_random_state(self.rng, state["rng"])
         # Checkpoints written before the shared stream counted its batches per strategy.
         used = state.get("arch_stream", {"used": state.get("arch_batches_used", 0)})
         self.arch_stream.load_state_dict(used)
@@ -267,16 +277,6 @@ def check_budget(space: SearchSpace, context: SearchContext) -> None:
             f"budget {context.budget_macs / 1e6:.3g}M MACs is below the smallest child of "
             f"{space.name} ({floor / 1e6:.3g}M MACs)"
         )
-
-
-def _rng_state(rng: random.Random) -> list:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_from_state(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", ConfigError)

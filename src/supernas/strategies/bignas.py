@@ -44,6 +44,7 @@ from supernas.errors import ConfigError
 from supernas.nn.bn import recalibrate_bn
 from supernas.nn.standalone import StandaloneModel, extract_child
 from supernas.nn.supernet import Supernet, resize
+from supernas.rng import derive_seed
 from supernas.space.arch import Arch
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.space import SearchSpace
@@ -123,7 +124,7 @@ class BigNAS(Strategy):
 
     def children(self, step: int) -> list[Arch]:
         """The sandwich of ``step``: a function of the run seed and the step only."""
-        rng = random.Random(self.context.seed * 1_000_003 + step)
+        rng = random.Random(derive_seed(self.context.seed, f"sandwich/{step}"))
         return sandwich(self.space, rng, self.config.num_random)
 
     def _set_dropout(self, on: bool) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from supernas.cost.macs import Cost
 from supernas.errors import BudgetError, ConfigError
+from supernas.rng import derive_seed
 from supernas.space.arch import Arch
 from supernas.space.choices import Decision, arch_from_choices, choices_of, decisions, smallest
 from supernas.space.space import SearchSpace
@@ -179,13 +180,12 @@ def select_children(
     grid = [a for a in coarse_grid(space, config) if cost(a).macs <= max(budgets)]
     for arch in grid:
         scored(arch, "coarse")
-    chosen = {}
     for index, budget in enumerate(budgets):
         fits = [r for r in records.values() if r["macs"] <= budget]
         best = (
             max(fits, key=lambda r: r["arch_top1"]) if fits else scored(smallest(space), "coarse")
         )
-        rng = random.Random(config.seed * 1_000_003 + index)
+        rng = random.Random(derive_seed(config.seed, f"select/{index}"))
         tried = 0
         for _ in range(config.mutations * 50):  # bounded: most mutants may be over budget
             if tried == config.mutations:
@@ -197,5 +197,14 @@ def select_children(
             record = scored(mutant, "fine")
             if record["arch_top1"] > best["arch_top1"]:
                 best = record
-        chosen[budget] = best
+    # Every child scored is known: a mutant of a larger budget may also be the best of a
+    # smaller one.
+    chosen = {
+        budget: max((r for r in records.values() if r["macs"] <= budget), key=_top1)
+        for budget in budgets
+    }
     return Selection(chosen, list(records.values()), archs)
+
+
+def _top1(record: dict[str, Any]) -> float:
+    return record["arch_top1"]

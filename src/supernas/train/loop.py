@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from supernas.errors import CheckpointError, ConfigError
+from supernas.rng import derive_seed
 from supernas.rundir import CHECKPOINT
 from supernas.train.checkpoint import load_checkpoint, save_checkpoint
 from supernas.train.distributed import DistEnv, barrier
@@ -144,7 +145,7 @@ def _epoch_batches(loader: DataLoader, epoch: int, seed: int, skip: int) -> Data
     seed applies), a sampler with a generator has it reseeded, and a sampler that draws from
     the global generator draws from a fork of it seeded for this epoch.
     """
-    epoch_seed = seed * 1_000_003 + epoch
+    epoch_seed = derive_seed(seed, f"epoch/{epoch}")
     sampler = loader.sampler
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from supernas.rng import random_state, set_random_state
+
 
 def seed_everything(seed: int) -> None:
     """Seeds Python's, NumPy's and torch's global generators (CUDA's through torch's)."""
@@ -22,10 +24,9 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Every global generator's state, as plain data a weights-only checkpoint can hold."""
-    version, internal, gauss = random.getstate()
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
+        "python": random_state(random),
         # int64: uint32 tensors support few operations on older torch versions.
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
         "torch": torch.get_rng_state(),
@@ -37,8 +38,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restores the generators from `rng_state`'s output."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    set_random_state(random, state["python"])
     kind, keys, position, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])

@@ -32,7 +32,7 @@ FP-NAS's additions:
 - **Split-Attention** is an ordinary decision (``attention`` in {0, 1, 2, 4} in the
   ``fbnetv2_f_pp`` and ``fpnas_l*`` spaces); see `supernas.nn.blocks.SplitAttention`.
 - **Derivation**: the most probable arch; if it is over the budget (the MACs budget, and the
-  latency target when a table is given), the most probable of ``derive_samples`` drawn archs
+  latency target when a table is given), the most probable of ``max_draws`` drawn archs
   within it (the smallest arch if none).
 
 Distributed (``torchrun``): every rank draws the same K archs from the shared seed, runs the
@@ -96,7 +96,7 @@ class FPNAS(Strategy):
         target_macs: float | None = None  # hinge target; None: the search budget
         lut: str | None = None  # latency table (`supernas latency build`): hinge on latency
         target_ms: float | None = None  # the latency target, needed with lut
-        derive_samples: int = 2000  # draws to find the most probable in-budget arch
+        max_draws: int = 2000  # draws to find the most probable in-budget arch
         calibration_batches: int = 10  # BN recalibration when evaluating the derived arch
 
         def __post_init__(self) -> None:
@@ -273,13 +273,11 @@ class FPNAS(Strategy):
         mode = distribution.mode()
         if self.in_budget(distribution.arch(mode)):
             return distribution.arch(mode)
-        drawn = list(dict.fromkeys(distribution.sample(self.config.derive_samples, self.rng)))
-        fitting = [s for s in drawn if self.in_budget(distribution.arch(s))]
-        if fitting:
-            with torch.no_grad():
-                scores = distribution.log_prob(fitting)
-            return distribution.arch(fitting[int(scores.argmax())])
-        return self.smallest_in_budget()
+        drawn = list(dict.fromkeys(distribution.sample(self.config.max_draws, self.rng)))
+        with torch.no_grad():
+            log_probs = distribution.log_prob(drawn).tolist()
+        draws = [(distribution.arch(s), lp) for s, lp in zip(drawn, log_probs, strict=True)]
+        return self.most_probable_in_budget(draws)
 
     def derive(self) -> Arch:
         arch = self.most_probable()

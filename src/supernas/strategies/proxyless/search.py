@@ -40,7 +40,10 @@ Simplifications, stated: the REINFORCE baseline is a textbook moving average
 keeps its own baseline over its own shard (their gradients are averaged); candidates re-run in
 backward update their BN running statistics, as the reference's re-runs in train mode do; the
 arch step's backward also fills the weights' gradients, which the next weight step discards.
-Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the block).
+Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the block). When
+that arch exceeds the hard budget ``search.budget_macs`` (the latency or MACs target is a loss
+term, not a bound), the most probable in-budget arch of ``max_draws`` draws is derived instead,
+else the smallest child, so no method returns an arch over the budget.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from torch import Tensor
 from supernas.cost.macs import arch_cost
 from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.errors import ConfigError
+from supernas.rng import derive_seed
 from supernas.space.arch import Arch
 from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy, load_table
 from supernas.strategies.proxyless.expected import UNITS, ExpectedPathCost, layer_costs
@@ -90,6 +94,7 @@ class ProxylessNAS(Strategy):
         samples: int = 10  # reinforce: children per update
         reward_exponent: float = 0.1  # reinforce: R = acc * (T / cost) ** this
         baseline_decay: float = 0.99  # reinforce
+        max_draws: int = 2000  # draws to find an in-budget arch when the argmax exceeds it
 
     def __init__(self, supernet, config: Config, context) -> None:
         super().__init__(supernet, config, context)
@@ -110,8 +115,8 @@ class ProxylessNAS(Strategy):
             if config.cost == "none"
             else ExpectedPathCost(self.frame, layer_costs(config.cost, self.table), context.device)
         )
-        self.generator = torch.Generator().manual_seed(context.seed + 7919)
-        init = torch.Generator().manual_seed(context.seed + 104729)
+        self.generator = torch.Generator().manual_seed(derive_seed(context.seed, "paths"))
+        init = torch.Generator().manual_seed(derive_seed(context.seed, "alpha-init"))
         self.alphas = [
             torch.nn.Parameter(
                 (config.init_std * torch.randn(len(c), generator=init)).to(context.device)
@@ -268,11 +273,26 @@ class ProxylessNAS(Strategy):
             return self.table.predict(self.space, arch)
         return float(getattr(arch_cost(self.space, arch), self.config.cost))
 
-    def derive(self) -> Arch:
+    def argmax_arch(self) -> Arch:
         return self.frame.arch([int(a.detach().argmax()) for a in self.alphas])
 
+    def derive(self) -> Arch:
+        """The argmax of every block (the paper); if it exceeds ``search.budget_macs``, the most
+        probable in-budget arch of ``max_draws`` draws from the paths' distributions."""
+        argmax = self.argmax_arch()
+        if self.in_budget(argmax):
+            return argmax
+        generator = torch.Generator().manual_seed(derive_seed(self.context.seed, "derive"))
+        log_probs = [torch.log_softmax(a.detach().cpu().double(), 0) for a in self.alphas]
+        draws = []
+        for _ in range(self.config.max_draws):
+            paths = [int(torch.multinomial(lp.exp(), 1, generator=generator)) for lp in log_probs]
+            log_prob = sum(float(lp[j]) for lp, j in zip(log_probs, paths, strict=True))
+            draws.append((self.frame.arch(paths), log_prob))
+        return self.most_probable_in_budget(draws)
+
     def epoch_metrics(self) -> dict[str, float]:
-        arch = self.derive()
+        arch = self.argmax_arch()
         entropies = [entropy(alpha) for alpha in self.alphas]
         metrics = {
             "arch/entropy": sum(entropies) / len(entropies),
