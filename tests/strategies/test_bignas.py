@@ -19,7 +19,7 @@ from supernas.recipe import RunConfig, load_run_config, search_schedule
 from supernas.space import get_space
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.plan import plan
-from supernas.space.presets import stage
+from supernas.space.presets import Stage, stages
 from supernas.space.space import HeadSpec, SearchSpace, StemSpec
 from supernas.strategies import SearchContext
 from supernas.strategies.bignas import BigNAS, residual_blocks, sliced_child
@@ -35,15 +35,18 @@ RECIPE = Path(__file__).parents[2] / "recipes" / "bignas_fmnist.yaml"
 
 def tiny_space() -> SearchSpace:
     """A BigNAS-style tied space small enough for many forwards on 16 px images."""
-    blocks = stage(1, 2, 2, (8, 12), (2, 3), (3, 5), min_depth=1, attentions=(1,))
-    blocks += stage(2, 2, 1, (12, 16), (2, 3), (3, 5), min_depth=1, attentions=(0,))
+    micro = dict(expansions=(2, 3), kernel_sizes=(3, 5), min_depth=1)
+    rows = [
+        Stage(blocks=2, stride=2, out_channels=(8, 12), attentions=(1,), **micro),
+        Stage(blocks=2, stride=1, out_channels=(12, 16), attentions=(0,), **micro),
+    ]
     return SearchSpace(
         name="tiny_bignas",
         in_channels=1,
         num_classes=4,
         resolutions=(12, 16),
         stem=StemSpec(out_channels=(4, 8), stride=2),
-        blocks=tuple(blocks),
+        blocks=stages(rows),
         head=HeadSpec(hidden_channels=(16, 24), dropout=0.2),
         shortcut="always",
         tie_stages=True,
@@ -267,7 +270,6 @@ def test_coarse_to_fine_selection_keeps_budgets_and_improves_on_the_grid():
 
 
 WORLD_SIZE = 2
-
 
 
 def test_search_deploys_the_sliced_child_and_select_exports_one_per_budget(tmp_path):

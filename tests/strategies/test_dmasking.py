@@ -23,7 +23,7 @@ from supernas.nn.standalone import extract_child
 from supernas.recipe import RunConfig
 from supernas.space import get_space
 from supernas.space.choices import biggest, decisions, sample, smallest
-from supernas.space.presets import stage
+from supernas.space.presets import Stage, stages
 from supernas.space.space import HeadSpec, SearchSpace, StemSpec
 from supernas.strategies import SearchContext
 from supernas.strategies.dmasking import DMaskingNAS, MaskedForward
@@ -183,16 +183,18 @@ def _strategy(space, epochs=1, steps_per_epoch=1, model=None, **options):
 
 def _tiny_space() -> SearchSpace:
     """Every kind of decision, small enough for a whole search on 16 px images in seconds."""
-    options = dict(attentions=(0, 1), activations=("relu", "hswish"))
-    blocks = stage(1, 2, 2, (8, 12), (2, 3), (3, 5), min_depth=1, **options)
-    blocks += stage(2, 1, 2, (12, 16), (2, 3), (3,), **options)
+    micro = dict(attentions=(0, 1), activations=("relu", "hswish"), expansions=(2, 3))
+    rows = [
+        Stage(blocks=2, stride=2, out_channels=(8, 12), kernel_sizes=(3, 5), min_depth=1, **micro),
+        Stage(blocks=1, stride=2, out_channels=(12, 16), kernel_sizes=(3,), **micro),
+    ]
     return SearchSpace(
         name="tiny_dmasking",
         in_channels=1,
         num_classes=4,
         resolutions=(12, 16),
         stem=StemSpec(out_channels=(4, 8), stride=2),
-        blocks=tuple(blocks),
+        blocks=stages(rows),
         head=HeadSpec(hidden_channels=(16, 24)),
     )
 

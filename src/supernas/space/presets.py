@@ -1,14 +1,14 @@
 """Registered search spaces: the papers' spaces and small ones for 28x28 / 32x32 data.
 
 Each preset is a function returning a `SearchSpace`, registered in `SPACES`; its docstring cites
-the table it reproduces and how ours differs. `stage(...)` writes one table row: ``n`` blocks of
-which the first has the row's stride and, with ``min_depth``, the last ``n - min_depth`` may be
-skipped.
+the table it reproduces and how ours differs. Its blocks are a table of `Stage` rows with named
+fields, one comment per stage where the row needs one; `stages` numbers them from 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from supernas.errors import SpaceError
 from supernas.registry import Registry
@@ -22,33 +22,40 @@ def get_space(name: str) -> SearchSpace:
     return SPACES.get(name)()
 
 
-def stage(
-    index: int,
-    n: int,
-    stride: int,
-    out_channels: tuple[int, ...],
-    expansions: tuple[float, ...],
-    kernel_sizes: tuple[int, ...],
-    *,
-    min_depth: int | None = None,
-    attentions: tuple[int, ...] = (0,),
-    activations: tuple[str, ...] = ("relu",),
-) -> list[BlockSpec]:
-    """One table row: ``n`` blocks, stride on the first, optional blocks after ``min_depth``."""
-    min_depth = n if min_depth is None else min_depth
-    return [
-        BlockSpec(
-            stage=index,
-            stride=stride if i == 0 else 1,
-            out_channels=out_channels,
-            expansions=expansions,
-            kernel_sizes=kernel_sizes,
-            attentions=attentions,
-            activations=activations,
-            optional=i >= min_depth,
-        )
-        for i in range(n)
-    ]
+@dataclass(frozen=True)
+class Stage:
+    """One row of a preset's table: ``blocks`` MBConv blocks, the first with ``stride``; with
+    ``min_depth`` the blocks after the first ``min_depth`` may be skipped (depth search)."""
+
+    blocks: int
+    stride: int
+    out_channels: tuple[int, ...]
+    expansions: tuple[float, ...]
+    kernel_sizes: tuple[int, ...]
+    attentions: tuple[int, ...] = (0,)
+    activations: tuple[str, ...] = ("relu",)
+    min_depth: int | None = None  # None: every block runs
+
+
+def stages(rows: Sequence[Stage]) -> tuple[BlockSpec, ...]:
+    """The blocks of a table of stages, numbered from 1."""
+    blocks = []
+    for index, row in enumerate(rows, start=1):
+        min_depth = row.blocks if row.min_depth is None else row.min_depth
+        blocks += [
+            BlockSpec(
+                stage=index,
+                stride=row.stride if i == 0 else 1,
+                out_channels=row.out_channels,
+                expansions=row.expansions,
+                kernel_sizes=row.kernel_sizes,
+                attentions=row.attentions,
+                activations=row.activations,
+                optional=i >= min_depth,
+            )
+            for i in range(row.blocks)
+        ]
+    return tuple(blocks)
 
 
 @SPACES.register("fmnist_small")
@@ -58,39 +65,23 @@ def fmnist_small() -> SearchSpace:
     Every choice kind is searchable (width, expansion, kernel, attention, activation, depth,
     resolution), so the demo and the tests exercise the whole language on real data in minutes.
     """
-    acts = ("relu", "hswish")
-    blocks = [
-        *stage(1, 1, 2, (16, 24), (3, 6), (3, 5), attentions=(0, 1), activations=acts),
-        *stage(
-            2,
-            2,
-            2,
-            (32, 40, 48),
-            (3, 4, 6),
-            (3, 5),
-            min_depth=1,
-            attentions=(0, 1),
-            activations=acts,
-        ),
-        *stage(
-            3,
-            3,
-            1,
-            (48, 64, 80),
-            (3, 4, 6),
-            (3, 5),
-            min_depth=1,
-            attentions=(0, 1),
-            activations=acts,
-        ),
+    micro = dict(kernel_sizes=(3, 5), attentions=(0, 1), activations=("relu", "hswish"))
+    wide = (3, 4, 6)
+    # fmt: off
+    rows = [
+        Stage(blocks=1, stride=2, out_channels=(16, 24), expansions=(3, 6), **micro),
+        Stage(blocks=2, stride=2, out_channels=(32, 40, 48), expansions=wide, min_depth=1, **micro),
+        Stage(blocks=3, stride=1, out_channels=(48, 64, 80), expansions=wide, min_depth=1, **micro),
     ]
+    # fmt: on
+    blocks = stages(rows)
     return SearchSpace(
         name="fmnist_small",
         in_channels=1,
         num_classes=10,
         resolutions=(24, 28),
         stem=StemSpec(out_channels=(16, 24), stride=1),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(128, 256), dropout=0.1),
         description="Small MBConv space for 28x28x1 images (Fashion-MNIST).",
     )
@@ -104,32 +95,20 @@ def fmnist_bignas() -> SearchSpace:
     (``tie_stages``), swish, a shortcut in every block (``shortcut="always"``, so every block's
     last BN gamma can start at zero), SE in the later stages, elastic stem, head and resolution.
     """
-    swish = ("swish",)
+    every = dict(expansions=(3, 4, 6), kernel_sizes=(3, 5), activations=("swish",), min_depth=1)
     rows = [
-        ((16, 24), 2, 2, (0,)),
-        ((32, 40, 48), 3, 2, (1,)),
-        ((64, 80), 3, 1, (1,)),
+        Stage(blocks=2, stride=2, out_channels=(16, 24), attentions=(0,), **every),
+        Stage(blocks=3, stride=2, out_channels=(32, 40, 48), attentions=(1,), **every),
+        Stage(blocks=3, stride=1, out_channels=(64, 80), attentions=(1,), **every),
     ]
-    blocks = []
-    for index, (widths, n, stride, attentions) in enumerate(rows, start=1):
-        blocks += stage(
-            index,
-            n,
-            stride,
-            widths,
-            (3, 4, 6),
-            (3, 5),
-            min_depth=1,
-            attentions=attentions,
-            activations=swish,
-        )
+    blocks = stages(rows)
     return SearchSpace(
         name="fmnist_bignas",
         in_channels=1,
         num_classes=10,
         resolutions=(20, 24, 28),
         stem=StemSpec(out_channels=(16, 24), stride=1, activation="swish"),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(128, 256), activation="swish", dropout=0.1),
         shortcut="always",
         tie_stages=True,
@@ -141,41 +120,24 @@ def fmnist_bignas() -> SearchSpace:
 def cifar_small() -> SearchSpace:
     """A small space for 32x32 colour images (CIFAR-10/100): children of 2.7M to 33M MACs."""
     acts = ("relu", "hswish")
-    blocks = [
-        *stage(1, 1, 2, (16, 24), (3, 6), (3, 5), activations=acts),
-        *stage(
-            2,
-            3,
-            2,
-            (24, 32, 40),
-            (3, 4, 6),
-            (3, 5),
-            min_depth=1,
-            attentions=(0, 1),
-            activations=acts,
-        ),
-        *stage(
-            3,
-            3,
-            1,
-            (48, 64, 80),
-            (3, 4, 6),
-            (3, 5),
-            min_depth=1,
-            attentions=(0, 1),
-            activations=acts,
-        ),
-        *stage(
-            4, 2, 2, (96, 128), (3, 4, 6), (3, 5), min_depth=1, attentions=(0, 1), activations=acts
-        ),
+    every = dict(expansions=(3, 4, 6), kernel_sizes=(3, 5), attentions=(0, 1), activations=acts)
+    # fmt: off
+    rows = [
+        Stage(blocks=1, stride=2, out_channels=(16, 24), expansions=(3, 6), kernel_sizes=(3, 5),
+              activations=acts),
+        Stage(blocks=3, stride=2, out_channels=(24, 32, 40), min_depth=1, **every),
+        Stage(blocks=3, stride=1, out_channels=(48, 64, 80), min_depth=1, **every),
+        Stage(blocks=2, stride=2, out_channels=(96, 128), min_depth=1, **every),
     ]
+    # fmt: on
+    blocks = stages(rows)
     return SearchSpace(
         name="cifar_small",
         in_channels=3,
         num_classes=10,
         resolutions=(28, 32),
         stem=StemSpec(out_channels=(16, 24), stride=1),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(256, 512), dropout=0.1),
         description="Small MBConv space for 32x32x3 images (CIFAR-10/100).",
     )
@@ -195,19 +157,28 @@ def proxyless_mobile() -> SearchSpace:
     separate expand/project weights per (kernel, expansion) candidate, which ours share.
     """
     relu6 = ("relu6",)
-    blocks = stage(1, 1, 1, (16,), (1,), (3,), activations=relu6)
-    rows = [(32, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1)]
-    for index, (width, n, stride) in enumerate(rows, start=2):
-        blocks += stage(
-            index, n, stride, (width,), (3, 6), (3, 5, 7), min_depth=1, activations=relu6
-        )
+    mixed = dict(expansions=(3, 6), kernel_sizes=(3, 5, 7), activations=relu6, min_depth=1)
+    # fmt: off
+    rows = [
+        # the fixed first block: MBConv1 k3
+        Stage(blocks=1, stride=1, out_channels=(16,), expansions=(1,), kernel_sizes=(3,),
+              activations=relu6),
+        Stage(blocks=4, stride=2, out_channels=(32,), **mixed),
+        Stage(blocks=4, stride=2, out_channels=(40,), **mixed),
+        Stage(blocks=4, stride=2, out_channels=(80,), **mixed),
+        Stage(blocks=4, stride=1, out_channels=(96,), **mixed),
+        Stage(blocks=4, stride=2, out_channels=(192,), **mixed),
+        Stage(blocks=1, stride=1, out_channels=(320,), **mixed),
+    ]
+    # fmt: on
+    blocks = stages(rows)
     return SearchSpace(
         name="proxyless_mobile",
         in_channels=3,
         num_classes=1000,
         resolutions=(224,),
         stem=StemSpec(out_channels=(32,), stride=2, activation="relu6"),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(1280,), activation="relu6"),
         kernel_sharing="separate",
         width_divisor=1,
@@ -224,36 +195,29 @@ def bignas() -> SearchSpace:
     centre-cropped kernels, OFA width rounding. Resolutions {192, 224, 288, 320} follow the port;
     the paper may also list 256 (unverified).
     """
-    se, swish = (1,), ("swish",)
+    every = dict(attentions=(1,), activations=("swish",))
+    k35 = dict(expansions=(6,), kernel_sizes=(3, 5), **every)
+    # fmt: off
     rows = [
-        ((16, 24), 1, 2, 1, (1,), (3,)),
-        ((24, 32), 2, 3, 2, (6,), (3,)),
-        ((40, 48), 2, 3, 2, (6,), (3, 5)),
-        ((80, 88), 2, 4, 2, (6,), (3, 5)),
-        ((112, 120, 128), 2, 6, 1, (6,), (3, 5)),
-        ((192, 200, 208, 216), 2, 6, 2, (6,), (3, 5)),
-        ((320, 352), 1, 2, 1, (6,), (3, 5)),
+        Stage(blocks=2, stride=1, out_channels=(16, 24), expansions=(1,), kernel_sizes=(3,),
+              min_depth=1, **every),
+        Stage(blocks=3, stride=2, out_channels=(24, 32), expansions=(6,), kernel_sizes=(3,),
+              min_depth=2, **every),
+        Stage(blocks=3, stride=2, out_channels=(40, 48), min_depth=2, **k35),
+        Stage(blocks=4, stride=2, out_channels=(80, 88), min_depth=2, **k35),
+        Stage(blocks=6, stride=1, out_channels=(112, 120, 128), min_depth=2, **k35),
+        Stage(blocks=6, stride=2, out_channels=(192, 200, 208, 216), min_depth=2, **k35),
+        Stage(blocks=2, stride=1, out_channels=(320, 352), min_depth=1, **k35),
     ]
-    blocks = []
-    for index, (widths, min_depth, n, stride, expansions, kernels) in enumerate(rows, start=1):
-        blocks += stage(
-            index,
-            n,
-            stride,
-            widths,
-            expansions,
-            kernels,
-            min_depth=min_depth,
-            attentions=se,
-            activations=swish,
-        )
+    # fmt: on
+    blocks = stages(rows)
     return SearchSpace(
         name="bignas",
         in_channels=3,
         num_classes=1000,
         resolutions=(192, 224, 288, 320),
         stem=StemSpec(out_channels=(32, 40), stride=2, activation="swish"),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(1280, 1408), activation="swish", dropout=0.2),
         shortcut="always",
         tie_stages=True,
@@ -261,40 +225,44 @@ def bignas() -> SearchSpace:
     )
 
 
-_FBNET_ACTS = ("relu", "hswish")
 # Stage rows of the FBNetV2-F space: (blocks, first stride, min width, max width, width step).
+# The FBNetV2-F stages: widths from ``low`` to ``high`` in steps of ``step``; every block of a
+# stage after its first may be skipped.
 _FBNETV2_F_ROWS = (
-    (1, 1, 12, 16, 4),
-    (3, 2, 16, 28, 4),
-    (3, 2, 16, 40, 8),
-    (3, 2, 48, 96, 8),
-    (4, 1, 72, 128, 8),
-    (4, 2, 112, 216, 8),
+    dict(blocks=1, stride=1, low=12, high=16, step=4),
+    dict(blocks=3, stride=2, low=16, high=28, step=4),
+    dict(blocks=3, stride=2, low=16, high=40, step=8),
+    dict(blocks=3, stride=2, low=48, high=96, step=8),
+    dict(blocks=4, stride=1, low=72, high=128, step=8),
+    dict(blocks=4, stride=2, low=112, high=216, step=8),
+)
+_FBNETV2_F_BLOCK = dict(
+    expansions=(0.75, 1.5, 2.25, 3.0, 3.75, 4.5, 6.0),
+    kernel_sizes=(3, 5),
+    activations=("relu", "hswish"),
+    min_depth=1,
 )
 
 
 def _fbnetv2_f(name: str, attentions: tuple[int, ...], description: str) -> SearchSpace:
-    blocks = []
-    for index, (n, stride, low, high, step) in enumerate(_FBNETV2_F_ROWS, start=1):
-        widths = tuple(range(low, high + 1, step))
-        blocks += stage(
-            index,
-            n,
-            stride,
-            widths,
-            (0.75, 1.5, 2.25, 3.0, 3.75, 4.5, 6.0),
-            (3, 5),
-            min_depth=1,
+    rows = [
+        Stage(
+            blocks=row["blocks"],
+            stride=row["stride"],
+            out_channels=tuple(range(row["low"], row["high"] + 1, row["step"])),
             attentions=attentions,
-            activations=_FBNET_ACTS,
+            **_FBNETV2_F_BLOCK,
         )
+        for row in _FBNETV2_F_ROWS
+    ]
+    blocks = stages(rows)
     return SearchSpace(
         name=name,
         in_channels=3,
         num_classes=1000,
         resolutions=(128, 160, 192, 224),
         stem=StemSpec(out_channels=(16,), stride=2, activation="hswish"),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(1984,), activation="hswish"),
         kernel_sharing="separate",
         width_rounding="mobile_vision",
@@ -340,27 +308,26 @@ def _fpnas_l(
 ) -> SearchSpace:
     """FBNetV2-F++ made wider (channel choices scaled by ``width``, rounded to 8) and deeper
     (``extra_blocks`` more per stage after the first), Split-Attention {0, 1, 2, 4}."""
-    blocks = []
-    for index, (n, stride, low, high, _) in enumerate(_FBNETV2_F_ROWS, start=1):
-        low, high = (8 * max(1, round(v * width / 8)) for v in (low, high))
-        blocks += stage(
-            index,
-            n + (extra_blocks if index > 1 else 0),
-            stride,
-            tuple(range(low, high + 1, 8)),
-            (0.75, 1.5, 2.25, 3.0, 3.75, 4.5, 6.0),
-            (3, 5),
-            min_depth=1,
-            attentions=(0, 1, 2, 4),
-            activations=_FBNET_ACTS,
+    rows = []
+    for index, row in enumerate(_FBNETV2_F_ROWS):
+        low, high = (8 * max(1, round(row[end] * width / 8)) for end in ("low", "high"))
+        rows.append(
+            Stage(
+                blocks=row["blocks"] + (extra_blocks if index > 0 else 0),
+                stride=row["stride"],
+                out_channels=tuple(range(low, high + 1, 8)),
+                attentions=(0, 1, 2, 4),
+                **_FBNETV2_F_BLOCK,
+            )
         )
+    blocks = stages(rows)
     return SearchSpace(
         name=name,
         in_channels=3,
         num_classes=1000,
         resolutions=resolutions,
         stem=StemSpec(out_channels=(16,), stride=2, activation="hswish"),
-        blocks=tuple(blocks),
+        blocks=blocks,
         head=HeadSpec(hidden_channels=(1984,), activation="hswish"),
         kernel_sharing="separate",
         width_rounding="mobile_vision",
