@@ -6,8 +6,9 @@ children on the arch split. Then, on the same supernet with the same scoring (BN
 the same number of training batches, the same arch-split batches), draws N distinct in-budget
 children uniformly, once per ``--random-seeds`` seed, and keeps the best of each draw. Goal:
 the evolution's best arch-split top-1 is at least the mean of the random draws' bests.
-``--quick`` is the same comparison at a smaller size (fewer images, a smaller population, fewer
-generations), not only a check of the script. Prints one JSON line last.
+``--quick`` runs the same comparison on 4,000 images for one epoch with a population of 10 for
+3 generations: the supernet then scores children at 20-29% on the arch split, where the best of
+29 draws is noise, so it only checks the script (its JSON says so). Prints one JSON line last.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def main() -> None:
                 "benchmark": "spos_evolution",
                 "hardware": hardware(),
                 "quick": quick,
-                "run": run_kind(quick, faithful=True),
+                "run": run_kind(quick, faithful=False),
                 "space": cfg.space,
                 "budget_macs": cfg.search.budget_macs,
                 "images": args.images,
