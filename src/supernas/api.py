@@ -466,7 +466,7 @@ def select(
     cfg = read_config(run_dir)
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
-    selection, calibration_batches = strategy_cls.selection(options)
+    select_config, calibration_batches = strategy_cls.selection(options)
     space = resolve_space(cfg.space)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
@@ -481,7 +481,7 @@ def select(
             lambda arch: evaluate_child(supernet, arch, calibration, batches, device),
             lambda arch: arch_cost(space, arch),
             budgets,
-            config or selection,
+            config or select_config,
             progress=lambda _: bar.update(),
         )
     files = RunDir(run_dir)

@@ -10,9 +10,8 @@ What every method needs is written here once, so that a method file holds only w
 is known for: the resumable arch-split stream (`ArchStream`), the warm-up and arch-step cadence
 (`Cadence`), the single-child weight step (`Strategy.train_child`), "the best in-budget arch,
 else the smallest, else `BudgetError`" (`Strategy.in_budget`, `most_probable_in_budget`,
-`smallest_in_budget`),
-the entropy of a distribution (`entropy`), latency-table loading (`load_table`) and the scored
-candidates that go to ``candidates.json`` (`Strategy.candidates`).
+`smallest_in_budget`), the entropy of a distribution (`entropy`), latency-table loading
+(`load_table`) and the scored candidates that go to ``candidates.json`` (`Strategy.candidates`).
 """
 
 from __future__ import annotations
