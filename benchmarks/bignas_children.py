@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from _common import hardware, run_kind
 
 from supernas.api import _search_data, load_supernet, search, select, train
+from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
 from supernas.data import build_data
 from supernas.nn import Supernet, build_model
@@ -87,7 +88,7 @@ def run_config(s: dict, batch_size: int, device: str):
         f"data.limit_test={limit_test}",
         f"data.batch_size={batch_size}",
         f"search.epochs={epochs}",
-        "search.budget_macs=null",  # derive the biggest; `select` picks the budgets' children
+        "search.budget.target=null",  # derive the biggest; `select` picks the budgets' children
         f"search.lr_decay_epochs={epochs / 10}",  # x0.6 per tenth: the 5% floor at ~59% of the run
         "search.warmup_epochs=0.1",
         f"search.arch_eval_batches={s['eval_batches']}",
@@ -118,7 +119,7 @@ def random_vs_selected(cfg, run_dir: Path, chosen: list[dict], count: int) -> di
     selected, randoms = [], []
     for child in chosen:
         draws = (sample(space, rng) for _ in range(100_000))
-        fits = (a for a in draws if arch_cost(space, a).macs <= child["budget_macs"])
+        fits = (a for a in draws if arch_cost(space, a).macs <= child["budget"])
         accs = [
             evaluate_child(supernet, a, calibration, batches, device)
             for a in itertools.islice(fits, count)
@@ -135,9 +136,8 @@ def sandwich_ratio(batch_size: int, reps: int) -> float:
     supernet = Supernet(space)
     optimizer = torch.optim.SGD(param_groups(supernet, 1e-5), lr=0.05, momentum=0.9)
     context = SearchContext(
-        cost=lambda a: arch_cost(space, a),
+        budget=Budget.of(space),
         model=supernet,
-        budget_macs=None,
         weight_optimizer=optimizer,
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
@@ -204,9 +204,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for index, child in enumerate(chosen):
             arch_path = Path(tmp) / f"arch{index}.json"
-            arch_path.write_text(
-                (run_dir / "select" / f"{child['budget_macs'] / 1e6:g}M" / "arch.json").read_text()
-            )
+            arch_path.write_text((Path(child["folder"]) / "arch.json").read_text())
             result = train(dataclasses.replace(cfg), arch_path, Path(tmp) / f"scratch{index}")
             scratch.append(result.test_top1)
         scratch_s = time.perf_counter() - t0

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from _common import hardware, run_kind
 from torch import Tensor, nn
 
+from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
 from supernas.nn import Supernet, build_model
 from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, biggest
@@ -92,17 +93,16 @@ def masking_strategy(space: SearchSpace, batch_size: int) -> DMaskingNAS:
     torch.manual_seed(0)
     net = Supernet(space).train()
     stream = batches(batch_size)
+    target = arch_cost(space, biggest(space)).macs / 2
     context = SearchContext(
-        cost=lambda arch: arch_cost(space, arch),
+        budget=Budget.of(space, target),
         model=net,
-        budget_macs=None,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9),
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
         arch_stream=lambda: stream,
     )
-    target = arch_cost(space, biggest(space)).macs / 2
-    return DMaskingNAS(net, DMaskingNAS.Config(warmup_epochs=0, cost_target=target), context)
+    return DMaskingNAS(net, DMaskingNAS.Config(warmup_epochs=0), context)
 
 
 def masking_phases(strategy: DMaskingNAS) -> list[Callable[[tuple[Tensor, Tensor]], object]]:

@@ -109,7 +109,7 @@ def main() -> None:
         cfg = load_run_config(
             args.recipe, ["device=cpu", *(QUICK if args.quick else SEARCH), *args.set]
         )
-    space, budget = get_space(cfg.space), cfg.search.budget_macs
+    space, budget = get_space(cfg.space), cfg.search.budget.target
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from _common import hardware, run_kind
 
-from supernas.cost.macs import arch_cost
+from supernas.cost.budget import Budget
 from supernas.nn import Supernet
 from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
 from supernas.strategies import SearchContext
@@ -84,15 +84,14 @@ def make_strategy(ops: int, batch_size: int, mode: str = "two_path") -> Proxyles
     net = Supernet(space).train()
     stream = _batches(batch_size)
     context = SearchContext(
-        cost=lambda arch: arch_cost(space, arch),
+        budget=Budget.of(space, 5e6),  # the cost term's target, as a search would have
         model=net,
-        budget_macs=None,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9),
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
         arch_stream=lambda: stream,
     )
-    config = ProxylessNAS.Config(mode=mode, cost="macs", target=5e6, arch_every=1)
+    config = ProxylessNAS.Config(mode=mode, arch_every=1)
     strategy = ProxylessNAS(net, config, context)
     with torch.no_grad():
         for alpha, options in zip(strategy.alphas, strategy.frame.candidates, strict=True):

@@ -42,7 +42,7 @@ from supernas.train.distributed import DistEnv
 T = TypeVar("T")
 
 
-def _search(args: argparse.Namespace, options: str) -> tuple:
+def _search(args: argparse.Namespace, options: str, budget: str) -> tuple:
     settings = [
         "space=fmnist_small",
         "device=cpu",
@@ -56,6 +56,7 @@ def _search(args: argparse.Namespace, options: str) -> tuple:
         "search.checkpoint_every=100000",
         "search.strategy=proxyless",
         f"search.options={options}",
+        f"search.budget={budget}",
     ]
     cfg = load_run_config(None, settings)
     space = get_space(cfg.space)
@@ -124,8 +125,10 @@ def main() -> None:
     runs = [("latency", target) for target in args.latency_targets] + [("macs", args.macs_target)]
     results = []
     for cost, target in runs:
-        source = f"lut: {args.lut}, " if cost == "latency" else ""
-        arch, seconds = _search(args, f"{{{common}, cost: {cost}, {source}target: {target}}}")
+        source = f", lut: {args.lut}" if cost == "latency" else ""
+        arch, seconds = _search(
+            args, f"{{{common}}}", f"{{metric: {cost}, target: {target}{source}}}"
+        )
         results.append(
             {
                 "cost": cost,

@@ -99,7 +99,7 @@ def main() -> None:
                 "quick": quick,
                 "run": run_kind(quick, faithful=False),
                 "space": cfg.space,
-                "budget_macs": cfg.search.budget_macs,
+                "budget_macs": cfg.search.budget.target,
                 "images": args.images,
                 "epochs": args.epochs,
                 "population": args.population,

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from runs import cli_env
 
+from runs import cli_env
 from supernas.cli import main
 from supernas.train.checkpoint import save_checkpoint
 
@@ -90,7 +90,7 @@ def test_arch_from_another_space(tmp_path, capsys):
 
 def test_budget_below_smallest_child(capsys):
     err = _error(
-        capsys, ["search", "--set", "search.budget_macs=1000", "--set", "data.name=synthetic"]
+        capsys, ["search", "--set", "search.budget.target=1000", "--set", "data.name=synthetic"]
     )
     assert "below the smallest child" in err
 

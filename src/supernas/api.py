@@ -26,6 +26,7 @@ import yaml
 from tqdm import tqdm
 
 from supernas.config import from_dict, load_yaml
+from supernas.cost.budget import Budget
 from supernas.cost.latency import LatencyTable
 from supernas.cost.latency_build import Timing, build_table, check_table, latency_device
 from supernas.cost.macs import arch_cost
@@ -38,7 +39,7 @@ from supernas.report import plot_cost_accuracy, write_report
 from supernas.rng import derive_seed
 from supernas.rundir import ARCH, CHECKPOINT, RunDir
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
-from supernas.strategies import STRATEGIES, SearchContext
+from supernas.strategies import STRATEGIES, SearchContext, Strategy
 from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.selection import SelectConfig, select_children
 from supernas.train import (
@@ -122,8 +123,24 @@ def _search_data(cfg: RunConfig) -> DataConfig:
     return dataclasses.replace(cfg.data, limit_train=cfg.search.limit_train)
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """The strategy, its options and the budget of a recipe, checked before any work."""
+
+    strategy: type[Strategy]
+    options: Any
+    budget: Budget
+
+    @classmethod
+    def of(cls, cfg: RunConfig, space: SearchSpace) -> SearchSettings:
+        strategy = STRATEGIES.get(cfg.search.strategy)
+        options = from_dict(strategy.Config, cfg.search.options, "search.options")
+        return cls(strategy, options, Budget(cfg.search.budget, space))
+
+
 def _strategy(
     cfg: RunConfig,
+    settings: SearchSettings,
     supernet: Supernet,
     data: DataBundle,
     device: torch.device,
@@ -131,8 +148,7 @@ def _strategy(
     steps_per_epoch: int,
 ):
     search = cfg.search
-    strategy_cls = STRATEGIES.get(search.strategy)
-    options = from_dict(strategy_cls.Config, search.options, "search.options")
+    strategy_cls, options, budget = settings.strategy, settings.options, settings.budget
     decay = 0.0 if strategy_cls.weight_decay_in_loss else search.weight_decay
     optimizer = torch.optim.SGD(
         param_groups(supernet, decay),
@@ -149,9 +165,8 @@ def _strategy(
     )
     calibration = data.loader(data.weight, train=True, seed=derive_seed(cfg.seed, "calibration"))
     context = SearchContext(
-        cost=lambda arch: arch_cost(supernet.space, arch),
+        budget=budget,
         model=wrap_ddp(supernet, env, device, find_unused_parameters=True),
-        budget_macs=search.budget_macs,
         weight_optimizer=optimizer,
         arch_batches=lambda: itertools.islice(arch_loader, search.arch_eval_batches),
         calibration_batches=lambda: iter(calibration),
@@ -183,11 +198,12 @@ def run_search_phase(
         candidates_path = files.candidates
         candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
         return arch_from_json(space, arch_path.read_text()), candidates
+    settings = SearchSettings.of(cfg, space)
     data = build_data(_search_data(cfg))
     _check_data_fits(space, data)
     supernet = Supernet(space).to(device)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
-    strategy = _strategy(cfg, supernet, data, device, env, len(loader))
+    strategy = _strategy(cfg, settings, supernet, data, device, env, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         strategy.context.weight_optimizer, search_schedule(cfg.search, len(loader))
     )
@@ -340,6 +356,7 @@ def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) ->
 def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) -> RunResult:
     seed_everything(cfg.seed)
     space = resolve_space(cfg.space)
+    SearchSettings.of(cfg, space)  # bad options, budget or table fail before the run directory
     device = resolve_device(cfg.device, env)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg, cfg.search.strategy)
     if env.is_main and not resume:
@@ -455,7 +472,8 @@ def report(run_dir: Path) -> Path:
 def select(
     run_dir: Path, budgets: list[float], config: SelectConfig | None = None
 ) -> list[dict[str, Any]]:
-    """Children of a BigNAS run's supernet for several MACs budgets, without retraining.
+    """Children of a BigNAS run's supernet for several budgets, without retraining; the
+    budgets are in the unit of the run's ``search.budget.metric`` (MACs by default).
 
     Coarse-to-fine selection scored on the arch split (`strategies.selection`); each chosen
     child is sliced with BN recalibrated, evaluated on the test split and exported, with its
@@ -468,6 +486,7 @@ def select(
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
     select_config, calibration_batches = strategy_cls.selection(options)
     space = resolve_space(cfg.space)
+    budget = Budget(cfg.search.budget, space)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
     data = build_data(_search_data(cfg))
@@ -479,23 +498,25 @@ def select(
         found = select_children(
             space,
             lambda arch: evaluate_child(supernet, arch, calibration, batches, device),
-            lambda arch: arch_cost(space, arch),
+            budget,
             budgets,
             config or select_config,
             progress=lambda _: bar.update(),
         )
     files = RunDir(run_dir)
     chosen = []
-    for budget, record in found.chosen.items():
+    for target, record in found.chosen.items():
         arch = found.archs[record["arch"]]
         model, test = _sliced_and_tested(cfg, supernet, arch, device)
-        folder = files.select / f"{budget / 1e6:g}M"
+        folder = files.select / budget.metric.label(target)
         atomic_write_text(folder / ARCH, arch.to_json())
         example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
         exports = export_model(model, example, folder, cfg.export)
         chosen.append(
             {
-                "budget_macs": budget,
+                "budget": target,
+                "metric": budget.name,
+                "folder": str(folder),
                 **record,
                 "test_top1": test["test/top1"],
                 **{f"export_{k}": v["path"] for k, v in exports.items()},

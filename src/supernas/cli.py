@@ -19,7 +19,7 @@ EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
     "  supernas space show bignas --yaml > bignas.yaml",
     "search": "examples:\n  supernas search recipes/fmnist_random.yaml\n"
-    "  supernas search recipes/fmnist_random.yaml --set search.budget_macs=4e6 "
+    "  supernas search recipes/fmnist_random.yaml --set search.budget.target=4e6 "
     "--set train.epochs=2\n  supernas search --resume runs/20261122-120000-fmnist_small-random",
     "train": "examples:\n  supernas train --arch runs/RUN/arch.json recipes/fmnist_random.yaml\n"
     "  torchrun --nproc_per_node 2 -m supernas train --arch arch.json --set device=cpu",
@@ -124,9 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = command("report", "rewrite the Markdown report of a run")
     report.add_argument("run_dir", type=Path)
 
-    select = command("select", "pick BigNAS children for MACs budgets, test and export them")
+    select = command("select", "pick BigNAS children for several budgets, test and export them")
     select.add_argument("run_dir", type=Path, help="a finished bignas search run")
-    select.add_argument("--budgets", required=True, help="MACs budgets, e.g. 5M,10M,20M")
+    select.add_argument(
+        "--budgets",
+        required=True,
+        help="budgets in the run's search.budget.metric: MACs (5M,10M,20M) or ms (1.5,2.5)",
+    )
 
     latency = command("latency", "measure a latency table on this device, or check its predictor")
     actions = latency.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -240,7 +244,8 @@ def _select(api, args) -> None:
 
     for child in api.select(args.run_dir, parse_budgets(args.budgets)):
         print(
-            f"{child['budget_macs'] / 1e6:g}M: {child['arch']}  {child['macs'] / 1e6:.2f}M MACs  "
+            f"{Path(child['folder']).name}: {child['arch']}  "
+            f"{child['macs'] / 1e6:.2f}M MACs  "
             f"arch-split {100 * child['arch_top1']:.2f}%  test {100 * child['test_top1']:.2f}%"
         )
     print(f"selection: {args.run_dir / 'select' / 'selection.json'}")

@@ -2,7 +2,8 @@
 
 Precedence: dataclass defaults, then the recipe, then ``--set section.key=value`` overrides.
 An unknown key or a value of the wrong type is a one-line `ConfigError` naming the key and the
-file, never a silent default.
+file, never a silent default. A dataclass may list the keys it no longer has in a ``REPLACED``
+class attribute (old key -> what to write instead), so an old recipe fails with its fix.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def from_dict(cls: type[T], data: Any, where: str = "config", prefix: str = "") 
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
+    replaced = [key for key in unknown if key in getattr(cls, "REPLACED", {})]
+    if replaced:
+        key = replaced[0]
+        raise ConfigError(f"{where}: '{prefix}{key}' was replaced by {cls.REPLACED[key]}")
     if unknown:
         raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}'; known: {sorted(names)}")
     values = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in data.items()}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from supernas.config import apply_overrides, from_dict, load_yaml
+from supernas.cost.budget import BudgetConfig
 from supernas.data import DataConfig
 from supernas.errors import ConfigError
 from supernas.export import FORMATS as EXPORT_FORMATS
@@ -29,12 +30,16 @@ class SearchConfig:
     lr_decay: float = 0.97  # exp_constant_end: multiply the LR by this ...
     lr_decay_epochs: float = 2.4  # ... every this many epochs ...
     lr_floor: float = 0.05  # ... down to this fraction of lr, then hold it
-    budget_macs: float | None = None  # the derived arch must cost at most this (exact MACs)
+    budget: BudgetConfig = dataclasses.field(default_factory=BudgetConfig)  # metric, target, lut
     arch_eval_batches: int | None = 20  # arch-split batches to evaluate one candidate (None: all)
     limit_train: int | None = None  # search on this many training images (None: data.limit_train)
     log_every: int = 10
     checkpoint_every: int = 100  # steps between mid-epoch checkpoints
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    REPLACED: ClassVar[dict[str, str]] = {
+        "budget_macs": "search.budget: {metric: macs, target: ...}",
+    }
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:

@@ -1,4 +1,5 @@
-"""Expected cost: exact on one-hot probabilities, differentiable in every costly decision."""
+"""Expected cost: exact on one-hot probabilities, differentiable in every costly decision, in
+every metric."""
 
 import random
 
@@ -7,67 +8,93 @@ import torch
 from draws import SPACE_NAMES, archs, small_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tables import fake_table
 
 from supernas.cost.expected import ExpectedCost, one_hot_probs
 from supernas.cost.macs import arch_cost
+from supernas.cost.metrics import Latency, MACs, Metric, Params
 from supernas.errors import ArchError
 from supernas.space import decisions, get_space, sample
+from supernas.space.space import SearchSpace
 
-_COSTS: dict[str, ExpectedCost] = {}
-
-
-def _expected(name: str) -> ExpectedCost:
-    if name not in _COSTS:
-        _COSTS[name] = ExpectedCost(small_space(name))
-    return _COSTS[name]
+METRIC_NAMES = ("macs", "params", "latency")
+_COSTS: dict[tuple[str, str], ExpectedCost] = {}
 
 
+def metric_of(space: SearchSpace, metric: str) -> Metric:
+    if metric == "latency":
+        return Latency(space, fake_table(space))
+    return MACs(space) if metric == "macs" else Params(space)
+
+
+def exact_cost(space: SearchSpace, metric: Metric, arch) -> float:
+    """The cost from outside `Metric`: the MACs model, or the table's own predictor."""
+    if isinstance(metric, Latency):
+        return metric.table.predict(space, arch)
+    return getattr(arch_cost(space, arch), metric.record_key)
+
+
+def _expected(name: str, metric: str = "macs") -> ExpectedCost:
+    if (name, metric) not in _COSTS:
+        space = small_space(name)
+        _COSTS[name, metric] = ExpectedCost(space, metric_of(space, metric))
+    return _COSTS[name, metric]
+
+
+@pytest.mark.parametrize("metric", METRIC_NAMES)
 @pytest.mark.parametrize("name", SPACE_NAMES)
-@settings(max_examples=100)
+@settings(max_examples=30)
 @given(data=st.data())
-def test_one_hot_expected_cost_is_exact(name, data):
-    expected = _expected(name)
+def test_one_hot_expected_cost_is_exact(name, metric, data):
+    expected = _expected(name, metric)
     arch = data.draw(archs(expected.space))
-    macs, params = expected(one_hot_probs(expected.space, arch))
-    exact = arch_cost(expected.space, arch)
-    assert macs.item() == pytest.approx(exact.macs, rel=1e-12)
-    assert params.item() == pytest.approx(exact.params, rel=1e-12)
+    value = expected(one_hot_probs(expected.space, arch))
+    exact = exact_cost(expected.space, expected.metric, arch)
+    assert value.item() == pytest.approx(exact, rel=1e-12)
 
 
+@pytest.mark.parametrize("metric", METRIC_NAMES)
 @pytest.mark.parametrize("name", SPACE_NAMES)
-def test_gradient_reaches_every_costly_decision(name):
+def test_gradient_reaches_every_costly_decision(name, metric):
+    """Every decision with options moves the cost, and activations only move latency (the
+    parameter count may or may not depend on the resolution)."""
     space = small_space(name)
     torch.manual_seed(0)
     logits = {d.name: torch.randn(len(d.options), requires_grad=True) for d in decisions(space)}
-    macs, _ = _expected(name)({k: v.softmax(0) for k, v in logits.items()})
-    macs.backward()
+    _expected(name, metric)({k: v.softmax(0) for k, v in logits.items()}).backward()
     for decision in decisions(space):
-        costly = len(decision.options) > 1 and not decision.name.endswith(".activation")
+        priced = metric == "latency" or not decision.name.endswith(".activation")
         grad = logits[decision.name].grad
-        if costly:
+        if metric == "params" and decision.name == "resolution":
+            continue
+        if len(decision.options) > 1 and priced:
             assert grad is not None and grad.abs().max() > 0, decision.name
         else:
             assert grad is None or grad.abs().max() == 0, decision.name
 
 
-def test_gradient_matches_finite_differences():
-    name = "fmnist_small"
-    space = get_space(name)
+@pytest.mark.parametrize("metric", ["macs", "latency"])
+def test_gradient_matches_finite_differences(metric):
+    space = get_space("fmnist_small")
+    expected = ExpectedCost(space, metric_of(space, metric))
     torch.manual_seed(1)
     logits = {d.name: torch.randn(len(d.options), dtype=torch.float64) for d in decisions(space)}
 
-    def macs_of(values):
-        return _expected(name)({k: v.softmax(0) for k, v in values.items()})[0]
+    def cost_of(values):
+        return expected({k: v.softmax(0) for k, v in values.items()})
 
-    target = "block2.out_channels"
-    leaf = logits[target].clone().requires_grad_(True)
-    macs_of({**logits, target: leaf}).backward()
-    step = 1e-6
-    for i in range(len(leaf)):
-        shifted = logits[target].clone()
-        shifted[i] += step
-        numeric = (macs_of({**logits, target: shifted}) - macs_of(logits)) / step
-        assert leaf.grad[i].item() == pytest.approx(numeric.item(), rel=1e-4, abs=1e-3)
+    for target in ("block2.out_channels", "block3.activation"):
+        if metric == "macs" and target.endswith("activation"):
+            continue
+        leaf = logits[target].clone().requires_grad_(True)
+        cost_of({**logits, target: leaf}).backward()
+        step = 1e-6
+        for i in range(len(leaf)):
+            shifted = logits[target].clone()
+            shifted[i] += step
+            numeric = (cost_of({**logits, target: shifted}) - cost_of(logits)) / step
+            scale = abs(cost_of(logits).item())
+            assert leaf.grad[i].item() == pytest.approx(numeric.item(), rel=1e-4, abs=1e-9 * scale)
 
 
 def test_expected_cost_is_the_mean_over_sampled_archs():
@@ -75,7 +102,7 @@ def test_expected_cost_is_the_mean_over_sampled_archs():
     space = small_space("fmnist_small")
     torch.manual_seed(2)
     probs = {d.name: torch.rand(len(d.options)).softmax(0) for d in decisions(space)}
-    macs, _ = _expected("fmnist_small")(probs)
+    macs = _expected("fmnist_small")(probs)
     rng = random.Random(0)
     plain = {k: v.tolist() for k, v in probs.items()}
     draws = [arch_cost(space, sample(space, rng, plain)).macs for _ in range(4000)]

@@ -11,6 +11,7 @@ from torch import nn
 
 from supernas.api import evaluate, search, select
 from supernas.config import from_dict
+from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
 from supernas.errors import BudgetError, ConfigError
 from supernas.nn import Supernet
@@ -82,9 +83,8 @@ def make_strategy(space=None, model=None, budget=None, weight_decay=1e-3, **opti
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.1, momentum=0.9)
     data = batches(3, seed=1)
     context = SearchContext(
-        cost=lambda arch: arch_cost(space, arch),
+        budget=Budget.of(space, budget),
         model=model(supernet) if model else supernet,
-        budget_macs=budget,
         weight_optimizer=optimizer,
         arch_batches=lambda: iter(data[:2]),
         calibration_batches=lambda: iter(data),
@@ -201,11 +201,11 @@ def test_budget_below_the_smallest_child_is_a_clear_error():
     space = tiny_space()
     floor = arch_cost(space, smallest(space)).macs
     with pytest.raises(BudgetError, match="below the smallest child"):
-        select_children(space, lambda a: 0.0, lambda a: arch_cost(space, a), [floor - 1])
+        select_children(space, lambda a: 0.0, Budget.of(space), [floor - 1])
     with pytest.raises(BudgetError, match="below the smallest child"):
         make_strategy(budget=floor / 2)
     assert parse_budgets("5M, 1.5e7,20k") == [5e6, 1.5e7, 2e4]
-    with pytest.raises(ConfigError, match="not a positive MACs count"):
+    with pytest.raises(ConfigError, match="not a positive number"):
         parse_budgets("5M,ten")
     with pytest.raises(ConfigError, match="num_random must be >= 0"):
         BigNAS.Config(num_random=-1)
@@ -258,7 +258,7 @@ def test_coarse_to_fine_selection_keeps_budgets_and_improves_on_the_grid():
     def score(arch):  # more MACs is better, with a kernel-size preference the grid cannot see
         return cost(arch).macs / 1e9 + 0.01 * sum(b.kernel_size for b in arch.blocks)
 
-    found = select_children(space, score, cost, budgets, config)
+    found = select_children(space, score, Budget.of(space), budgets, config)
     assert {c["stage"] for c in found.candidates} == {"coarse", "fine"}
     for budget in budgets:
         chosen = found.chosen[budget]
@@ -291,7 +291,7 @@ def test_search_deploys_the_sliced_child_and_select_exports_one_per_budget(tmp_p
         "search": {
             "strategy": "bignas",
             "schedule": "exp_constant_end",
-            "budget_macs": (floor + top) / 2,
+            "budget": {"target": (floor + top) / 2},
             "arch_eval_batches": 1,
             "options": {"calibration_batches": 2, "selection": {"mutations": 2}},
         },
@@ -306,8 +306,8 @@ def test_search_deploys_the_sliced_child_and_select_exports_one_per_budget(tmp_p
     assert resumed.arch == result.arch and resumed.test_top1 == result.test_top1
     budgets = [floor * 1.5, top]
     chosen = select(run_dir, budgets)
-    assert [c["budget_macs"] for c in chosen] == budgets
-    assert all(c["macs"] <= c["budget_macs"] for c in chosen)
+    assert [c["budget"] for c in chosen] == budgets
+    assert all(c["metric"] == "macs" and c["macs"] <= c["budget"] for c in chosen)
     assert (run_dir / "select" / "accuracy_vs_macs.png").is_file()
     assert (run_dir / "select" / f"{top / 1e6:g}M" / "model.safetensors").is_file()
     with pytest.raises(BudgetError):

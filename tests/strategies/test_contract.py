@@ -4,7 +4,8 @@ registered model): a new strategy gets these tests by registering.
 - a search of N steps equals one stopped after N/2 steps, saved, reloaded into a fresh strategy
   and continued (architecture parameters, weights and derived arch bitwise equal on the CPU);
 - ``state_dict`` round-trips into a fresh strategy;
-- ``derive()`` returns an arch within the MACs budget, and refuses a budget below the space;
+- ``derive()`` returns an arch within the budget, in MACs and in table latency (a budget below
+  the space is refused by `Budget` itself, for every strategy: ``tests/cost/test_budget.py``);
 - two DDP processes with different initial weights and data keep one set of weights and arch
   parameters and derive one arch;
 - a method either ships sliced children (and tells ``select`` how to pick them) or retrains
@@ -16,19 +17,23 @@ an entry runs with its defaults).
 
 import copy
 import itertools
+import random
+import statistics
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from draws import contract_space
+from tables import fake_table
 
 from runs import free_port, rank_env
 from supernas.config import from_dict
+from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
-from supernas.errors import BudgetError, ConfigError
+from supernas.errors import ConfigError
 from supernas.nn import Supernet
-from supernas.space.choices import biggest, smallest
+from supernas.space.choices import biggest, sample, smallest
 from supernas.strategies import STRATEGIES, SearchContext
 from supernas.strategies.selection import SelectConfig
 
@@ -42,7 +47,7 @@ OPTIONS = {
         "calibration_batches": 1,
         "cost_loss": "budget",
     },
-    "proxyless": {"cost": "macs", "loss": "budget", "arch_every": 1, "arch_lr": 0.1},
+    "proxyless": {"loss": "budget", "arch_every": 1, "arch_lr": 0.1},
     "fpnas": {"min_samples": 2, "max_samples": 3, "arch_lr": 0.1, "calibration_batches": 1},
     "bignas": {
         "num_random": 1,
@@ -64,6 +69,11 @@ BATCH = 8
 SPACE = contract_space()
 # Between the smallest and the biggest child, so that derivation must mind it.
 BUDGET = (arch_cost(SPACE, smallest(SPACE)).macs + arch_cost(SPACE, biggest(SPACE)).macs) / 2
+TABLE = fake_table(SPACE)
+# The median predicted latency of random children: half of the space is over it.
+LATENCY_TARGET = statistics.median(
+    TABLE.predict(SPACE, sample(SPACE, random.Random(i))) for i in range(41)
+)
 
 
 def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,14 +87,14 @@ def stream(first_seed: int):
     return (batch(seed) for seed in itertools.count(first_seed))
 
 
-def build(name: str, budget=BUDGET, model=None, reduce=None, rank=0, world_size=1, init=0):
+def build(name: str, budget=None, model=None, reduce=None, rank=0, world_size=1, init=0):
+    budget = budget or Budget.of(SPACE, BUDGET)
     torch.manual_seed(init)
     supernet = Supernet(SPACE).train()
     cls = STRATEGIES.get(name)
     context = SearchContext(
-        cost=lambda arch: arch_cost(SPACE, arch),
+        budget=budget,
         model=model(supernet) if model else supernet,
-        budget_macs=budget,
         weight_optimizer=torch.optim.SGD(supernet.parameters(), lr=0.05, momentum=0.9),
         arch_batches=lambda: (batch(1000 + i) for i in range(2)),
         calibration_batches=lambda: (batch(2000 + i) for i in range(2)),
@@ -120,8 +130,8 @@ def restore(strategy, state: dict) -> None:
     torch.set_rng_state(state["rng"])
 
 
-def run(name: str, start: int = 0, stop: int = STEPS, state: dict | None = None):
-    strategy = build(name)
+def run(name: str, start: int = 0, stop: int = STEPS, state: dict | None = None, budget=None):
+    strategy = build(name, budget)
     if state is not None:
         restore(strategy, state)
     for step in range(start, stop):
@@ -171,10 +181,11 @@ def test_derived_arch_is_within_the_budget(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_budget_below_the_smallest_child_is_refused_before_any_step(name):
-    floor = arch_cost(SPACE, smallest(SPACE)).macs
-    with pytest.raises(BudgetError, match="below the smallest child"):
-        build(name, budget=floor - 1)
+def test_derived_arch_is_within_a_latency_budget(name):
+    """The same search under a latency table: every method derives under the target."""
+    budget = Budget.of(SPACE, LATENCY_TARGET, "latency", TABLE)
+    arch = run(name, budget=budget).derive()
+    assert budget.cost(arch) <= LATENCY_TARGET
 
 
 @pytest.mark.parametrize("name", NAMES)

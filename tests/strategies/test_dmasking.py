@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from supernas.api import search
 from supernas.config import from_dict
+from supernas.cost.budget import Budget
 from supernas.cost.expected import ExpectedCost, one_hot_probs
 from supernas.cost.macs import arch_cost
+from supernas.cost.metrics import MACs, Params
 from supernas.cost.penalty import CostPenalty
 from supernas.nn import Supernet
 from supernas.nn.masking import WidthDist, prefix_masks
@@ -131,7 +133,7 @@ def test_every_architecture_parameter_gets_a_gradient():
     alpha = {d.name: torch.zeros(len(d.options), requires_grad=True) for d in decisions(FMNIST)}
     generator = torch.Generator().manual_seed(0)
     weights = {name: gumbel_softmax(a, 1.0, generator) for name, a in alpha.items()}
-    macs, _ = ExpectedCost(FMNIST)(weights)
+    macs = ExpectedCost(FMNIST, MACs(FMNIST))(weights)
     macs.backward(retain_graph=True)
     for name, a in alpha.items():
         if "activation" not in name:  # activations cost nothing
@@ -143,7 +145,8 @@ def test_every_architecture_parameter_gets_a_gradient():
 
 def test_expected_cost_matches_the_child_for_one_hot_weights():
     arch = sample(FMNIST, random.Random(0))
-    macs, params = ExpectedCost(FMNIST)(_one_hot(FMNIST, arch))
+    macs = ExpectedCost(FMNIST, MACs(FMNIST))(_one_hot(FMNIST, arch))
+    params = ExpectedCost(FMNIST, Params(FMNIST))(_one_hot(FMNIST, arch))
     cost = arch_cost(FMNIST, arch)
     assert (round(macs.item()), round(params.item())) == (cost.macs, cost.params)
 
@@ -169,9 +172,8 @@ def test_cost_penalty_forms():
 def _strategy(space, epochs=1, steps_per_epoch=1, model=None, **options):
     net = model if model is not None else Supernet(space)
     context = SearchContext(
-        cost=lambda arch: arch_cost(space, arch),
+        budget=Budget.of(space),
         model=net,
-        budget_macs=None,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.01),
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
@@ -218,7 +220,7 @@ def test_search_derives_an_arch_within_the_exact_budget(tmp_path):
         "search": {
             "strategy": "dmasking",
             "epochs": 2,
-            "budget_macs": budget,
+            "budget": {"target": budget},
             "arch_eval_batches": 1,
             "options": {"warmup_epochs": 0.5, "arch_every": 2, "derive_samples": 3},
         },

@@ -17,6 +17,7 @@ from torchvision.ops import SqueezeExcitation
 from runs import free_port, overrides, rank_env
 from supernas.api import search
 from supernas.config import from_dict
+from supernas.cost.budget import Budget
 from supernas.cost.latency_build import Timing, build_table
 from supernas.cost.macs import arch_cost
 from supernas.errors import ConfigError
@@ -112,9 +113,8 @@ class _TableNet(nn.Module):
 
 def _context(net, **fields) -> SearchContext:
     values = dict(
-        cost=lambda arch: arch_cost(net.space, arch),
+        budget=Budget.of(net.space),
         model=net,
-        budget_macs=None,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.0),
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
@@ -190,7 +190,7 @@ def test_adaptive_k_is_the_clipped_ceiling_of_lambda_times_entropy():
 SEARCH = (
     "search.strategy=fpnas",
     "search.epochs=2",
-    "search.budget_macs=3e6",
+    "search.budget.target=3e6",
     "search.arch_eval_batches=2",
     "search.log_every=1",
     "search.options={entropy_scale: 0.3, min_samples: 1, max_samples: 4, joint_from: 0.5,"
@@ -378,7 +378,7 @@ def test_resuming_from_the_state_dict_ends_where_an_uninterrupted_run_does():
     [
         ({"min_samples": 5, "max_samples": 3}, "min_samples <= max_samples"),
         ({"joint_from": 1.5}, r"joint_from 1.5 not in \[0, 1\]"),
-        ({"cost_weight": 1.0}, "cost_weight needs target_macs or search.budget_macs"),
+        ({"cost_weight": 1.0}, "cost_weight needs search.budget.target"),
     ],
 )
 def test_bad_options_are_one_line_config_errors(options, message):
@@ -400,7 +400,9 @@ def test_derivation_takes_the_most_probable_arch_within_the_budget():
     costs = {key: arch_cost(space, arch).macs for key, arch in archs.items()}
     budget = sorted(costs.values())[2]  # three of the four archs fit; the biggest does not
     net = Supernet(space)
-    strategy = FPNAS(net, FPNAS.Config(max_draws=300), _context(net, budget_macs=budget))
+    strategy = FPNAS(
+        net, FPNAS.Config(max_draws=300), _context(net, budget=Budget.of(net.space, budget))
+    )
     logits = {"block0.out_channels": [0.0, 1.0], "block1.out_channels": [0.0, 2.0]}
     with torch.no_grad():
         for name, values in logits.items():
@@ -430,10 +432,11 @@ def test_a_latency_table_sets_the_hinge_and_the_derivation_budget(tmp_path):
     latency = {arch.digest: table.predict(space, arch) for arch in grid}
     target = sorted(latency.values())[1]  # two of the four archs fit
     net = Supernet(space)
-    with pytest.raises(ConfigError, match="needs target_ms"):
-        FPNAS(net, FPNAS.Config(lut=str(tmp_path / "lut.json")), _context(net))
-    options = FPNAS.Config(lut=str(tmp_path / "lut.json"), target_ms=target, cost_weight=2.0)
-    strategy = FPNAS(net, options, _context(net))
+    with pytest.raises(ConfigError, match="cost_weight needs search.budget.target"):
+        budget = Budget.of(space, None, "latency", str(tmp_path / "lut.json"))
+        FPNAS(net, FPNAS.Config(cost_weight=2.0), _context(net, budget=budget))
+    budget = Budget.of(space, target, "latency", str(tmp_path / "lut.json"))
+    strategy = FPNAS(net, FPNAS.Config(cost_weight=2.0), _context(net, budget=budget))
     for arch in grid:
         expected = 2.0 * max(0.0, latency[arch.digest] / target - 1)
         assert strategy._penalty(arch) == pytest.approx(expected)

@@ -12,7 +12,7 @@ from runs import kill_after, overrides, supernas
 OPTIONS = {
     "random": "{num_candidates: 3, calibration_batches: 2}",
     "dmasking": "{warmup_epochs: 0.25, arch_every: 2, arch_lr: 0.1, cost_loss: budget}",
-    "proxyless": "{cost: macs, loss: budget, arch_every: 2, arch_lr: 0.1}",
+    "proxyless": "{loss: budget, arch_every: 2, arch_lr: 0.1}",
     "fpnas": "{min_samples: 2, max_samples: 3, calibration_batches: 2}",
 }
 
@@ -27,7 +27,7 @@ def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
         f"search.strategy={name}",
         f"search.options={OPTIONS[name]}",
         "search.epochs=1",
-        "search.budget_macs=2e5",
+        "search.budget.target=2e5",
         "search.arch_eval_batches=2",
         "search.checkpoint_every=5",
         "data.synthetic_train=480",

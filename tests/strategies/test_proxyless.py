@@ -9,16 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from draws import LANGUAGE_SPACES
+from tables import fake_table
 
-from supernas.cost.latency import LatencyTable
-from supernas.cost.latency_build import table_layers
+from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
+from supernas.cost.metrics import METRICS, Latency
 from supernas.errors import ConfigError
 from supernas.nn import Supernet
-from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
+from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, smallest
 from supernas.strategies import SearchContext
 from supernas.strategies.proxyless import ProxylessNAS
-from supernas.strategies.proxyless.expected import ExpectedPathCost, layer_costs
+from supernas.strategies.proxyless.expected import ExpectedPathCost
 from supernas.strategies.proxyless.paths import BlockPath, gated_forward, weighted_forward
 from supernas.train.memory import saved_activation_bytes
 
@@ -72,15 +73,23 @@ def batches(seed=0, size=8, resolution=8):
         yield x, torch.randint(0, 4, (size,), generator=generator)
 
 
-def make(space=None, model=None, reduce=None, stream=None, **options):
+def make(
+    space=None,
+    model=None,
+    reduce=None,
+    stream=None,
+    target=2e5,
+    metric="macs",
+    lut=None,
+    **options,
+):
     space = space or tiny_space()
     torch.manual_seed(0)
     net = Supernet(space)
     stream = stream or batches()
     context = SearchContext(
-        cost=lambda arch: arch_cost(space, arch),
+        budget=Budget.of(space, target, metric, lut),
         model=model(net) if model else net,
-        budget_macs=None,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.05),
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
@@ -88,29 +97,8 @@ def make(space=None, model=None, reduce=None, stream=None, **options):
         arch_stream=lambda: stream,
         **({"reduce_gradients": reduce} if reduce else {}),
     )
-    options = {"cost": "macs", "target": 2e5, "arch_every": 1, **options}
+    options = {"arch_every": 1, **options}
     return ProxylessNAS(net.train(), ProxylessNAS.Config(**options), context)
-
-
-def fake_table(space: SearchSpace) -> LatencyTable:
-    """A table with arbitrary positive entries for every layer key of ``space``."""
-    generator = torch.Generator().manual_seed(1)
-    keys = sorted(table_layers(space))
-    values = (0.1 + torch.rand(len(keys), generator=generator)).tolist()
-    return LatencyTable(
-        space=space.name,
-        fingerprint=space.fingerprint,
-        device="cpu",
-        device_name="cpu:test",
-        torch_version=torch.__version__,
-        threads=1,
-        batch_size=1,
-        warmup=1,
-        repeats=1,
-        rounds=1,
-        entries=dict(zip(keys, values, strict=True)),
-        overhead_ms=0.05,
-    )
 
 
 def test_candidates_are_the_product_of_options_plus_zero():
@@ -132,9 +120,9 @@ def test_gate_sampling_frequencies_follow_softmax_alpha():
     assert chi2 < 24.32  # chi-square, 7 degrees of freedom, p = 0.001
 
 
-@pytest.mark.parametrize("cost", ["macs", "none"])
-def test_two_path_update_leaves_unsampled_probabilities_unchanged(cost):
-    strategy = make(mode="two_path", cost=cost, arch_lr=0.5, init_std=1.0)
+@pytest.mark.parametrize("target", [2e5, None])
+def test_two_path_update_leaves_unsampled_probabilities_unchanged(target):
+    strategy = make(mode="two_path", target=target, arch_lr=0.5, init_std=1.0)
     moved = 0
     for _ in range(3):
         before = strategy.probabilities()
@@ -243,7 +231,7 @@ def test_one_hot_gated_forward_is_the_child_for_every_option_of_the_language(nam
 
 def test_only_one_path_of_activations_is_kept():
     few, many = (
-        make(kernel_space(k), stream=batches(resolution=16))
+        make(kernel_space(k), stream=batches(resolution=16), target=None)
         for k in ((3, 5), tuple(range(3, 20, 2)))
     )
     assert [len(c) for c in many.frame.candidates] == [9, 9, 9]
@@ -279,7 +267,7 @@ def _random_q(strategy, seed):
 def test_expected_latency_gradient_matches_finite_differences():
     space = tiny_space()
     strategy = make(space)
-    expected = ExpectedPathCost(strategy.frame, layer_costs("latency", fake_table(space)))
+    expected = ExpectedPathCost(strategy.frame, Latency(space, fake_table(space)))
     alphas = [a.requires_grad_() for a in _random_q(strategy, 5)]
     expected([torch.softmax(a, 0) for a in alphas]).backward()
     eps = 1e-6
@@ -300,7 +288,8 @@ def test_expected_cost_of_one_hot_paths_is_the_exact_cost(kind):
     space = tiny_space()
     strategy = make(space)
     table = fake_table(space)
-    expected = ExpectedPathCost(strategy.frame, layer_costs(kind, table))
+    metric = Latency(space, table) if kind == "latency" else METRICS.get(kind)(space)
+    expected = ExpectedPathCost(strategy.frame, metric)
     for active in ([0, 0, 0], [7, 4, 2], [3, 1, 1], [6, 2, 0]):
         arch = strategy.frame.arch(active)
         q = [
@@ -318,39 +307,42 @@ def test_expected_cost_of_one_hot_paths_is_the_exact_cost(kind):
 def test_latency_search_reads_the_table_and_refuses_another_space(tmp_path):
     space = tiny_space()
     fake_table(space).save(tmp_path / "lut.json")
-    strategy = make(space, cost="latency", lut=str(tmp_path / "lut.json"), target=3.0)
+    strategy = make(space, metric="latency", lut=str(tmp_path / "lut.json"), target=3.0)
     strategy.step(next(batches()), 0)
-    assert strategy.cost_of(strategy.derive()) > 0
+    assert 0 < strategy.context.budget.cost(strategy.derive()) <= 3.0
     fake_table(tiny_space(name="other")).save(tmp_path / "other.json")
     with pytest.raises(ConfigError, match="measured for space other"):
-        make(space, cost="latency", lut=str(tmp_path / "other.json"), target=3.0)
-    with pytest.raises(ConfigError, match="needs search.options.lut"):
-        make(space, cost="latency", target=3.0)
+        make(space, metric="latency", lut=str(tmp_path / "other.json"), target=3.0)
+    with pytest.raises(ConfigError, match="needs search.budget.lut"):
+        make(space, metric="latency", target=3.0)
 
 
-def test_bad_options_are_refused():
+def test_bad_options_are_refused(tmp_path):
+    space = tiny_space()
+    fast_table = str(tmp_path / "fast.json")
+    fake_table(space, scale=0.01).save(fast_table)  # a child runs in under 1 ms
     with pytest.raises(ConfigError, match="mode"):
         make(mode="darts")
     with pytest.raises(ConfigError, match="log T > 0"):
-        make(cost="macs", target=0.5, loss="mul_log")
+        make(metric="latency", lut=fast_table, target=0.9, loss="mul_log")
     from supernas.space import get_space
 
     with pytest.raises(ConfigError, match="ties its stages"):
-        make(get_space("fmnist_bignas"))
+        make(get_space("fmnist_bignas"), target=None)
 
 
 @pytest.mark.parametrize("loss", ["linear", "budget"])
 def test_latency_target_pulls_the_arch_towards_cheaper_candidates(loss):
-    """A target far below every arch and a heavy cost weight (CE negligible): the argmax gets
-    cheaper, under the additive form and under the hinge."""
+    """A target at the space's smallest child, below every arch of the frame, and a heavy
+    cost weight (CE negligible): the argmax gets cheaper, under the additive form and under
+    the hinge."""
     space = tiny_space()
-    strategy = make(
-        space, mode="full", cost="macs", target=1e4, loss=loss, loss_lambda=50.0, arch_lr=0.1
-    )
+    floor = arch_cost(space, smallest(space)).macs
+    strategy = make(space, mode="full", target=floor, loss=loss, loss_lambda=50.0, arch_lr=0.1)
     start = arch_cost(space, strategy.frame.arch([0, 0, 0])).macs
     for _ in range(6):
         strategy.arch_step(strategy.arch_stream.next())
-    derived = arch_cost(space, strategy.derive()).macs
+    derived = arch_cost(space, strategy.argmax_arch()).macs
     big = arch_cost(space, strategy.frame.arch([7, 3, 1])).macs
     assert derived < big and start > 0
 

@@ -14,7 +14,7 @@ from supernas.space import get_space
 
 SEARCH = (
     "search.epochs=1",
-    "search.budget_macs=3e6",
+    "search.budget.target=3e6",
     "search.options={num_candidates: 4}",
     "search.arch_eval_batches=2",
     "train.epochs=1",
@@ -35,6 +35,6 @@ def test_derived_arch_is_within_budget_and_reproducible(tmp_path):
 
 
 def test_budget_below_the_smallest_child_is_refused(tmp_path):
-    cfg = load_run_config(None, [o for o in overrides("search.budget_macs=1e5") if o != "--set"])
+    cfg = load_run_config(None, [o for o in overrides("search.budget.target=1e5") if o != "--set"])
     with pytest.raises(BudgetError, match="below the smallest child"):
         search(cfg, tmp_path / "run")

@@ -10,8 +10,9 @@ What every method needs is written here once, so that a method file holds only w
 is known for: the resumable arch-split stream (`ArchStream`), the warm-up and arch-step cadence
 (`Cadence`), the single-child weight step (`Strategy.train_child`), "the best in-budget arch,
 else the smallest, else `BudgetError`" (`Strategy.in_budget`, `most_probable_in_budget`,
-`smallest_in_budget`), the entropy of a distribution (`entropy`), latency-table loading
-(`load_table`) and the scored candidates that go to ``candidates.json`` (`Strategy.candidates`).
+`smallest_in_budget`), the entropy of a distribution (`entropy`) and the scored candidates that
+go to ``candidates.json`` (`Strategy.candidates`). The cost and its target come from one
+`supernas.cost.budget.Budget` in the context.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernas.cost.latency import LatencyTable
-from supernas.cost.macs import Cost
+from supernas.cost.budget import Budget
 from supernas.errors import BudgetError, ConfigError
 from supernas.nn.supernet import Supernet
 from supernas.registry import Registry
@@ -60,9 +60,8 @@ class SearchContext:
     hooks do not cover (architecture parameters, or supernet passes run outside ``model``).
     """
 
-    cost: Callable[[Arch], Cost]  # exact cost of an arch
+    budget: Budget  # the cost metric and the target the derived arch must meet
     model: torch.nn.Module  # what training steps call: the supernet, DDP-wrapped under torchrun
-    budget_macs: float | None  # derive an arch at most this expensive (None: no budget)
     weight_optimizer: torch.optim.Optimizer  # built by the search task, as the strategy asks
     arch_batches: Callable[[], Iterator[Batch]]  # a fresh pass over (part of) the arch split
     calibration_batches: Callable[[], Iterator[Batch]]  # training batches for BN recalibration
@@ -102,7 +101,6 @@ class Strategy(abc.ABC):
         self.rng = random.Random(context.seed)
         self.arch_stream = ArchStream(context.arch_stream, context.device)
         self.candidates: list[dict[str, Any]] = []  # scored at derivation, for candidates.json
-        check_budget(self.space, context)
 
     def arch_parameters(self) -> list[Tensor]:
         """The architecture parameters (empty for methods without any)."""
@@ -148,8 +146,7 @@ class Strategy(abc.ABC):
         accuracy = evaluate_child(
             self.supernet, arch, calibration, context.arch_batches(), context.device
         )
-        cost = context.cost(arch)
-        return {"arch": str(arch), "macs": cost.macs, "params": cost.params, "arch_top1": accuracy}
+        return {"arch": str(arch), **context.budget.record(arch), "arch_top1": accuracy}
 
     def train_child(
         self, batch: Batch, arch: Arch, label_smoothing: float = 0.0
@@ -165,9 +162,8 @@ class Strategy(abc.ABC):
         return {"train/loss": loss.item()}
 
     def in_budget(self, arch: Arch) -> bool:
-        """Whether ``arch`` may be derived: within the search's MACs budget, if any."""
-        budget = self.context.budget_macs
-        return budget is None or self.context.cost(arch).macs <= budget
+        """Whether ``arch`` may be derived: within the search's budget, if any."""
+        return self.context.budget.fits(arch)
 
     def most_probable_in_budget(self, draws: Iterable[tuple[Arch, float]]) -> Arch:
         """The most probable of ``draws`` (arch, log-probability) within the budget, else the
@@ -255,27 +251,6 @@ def entropy(logits: Tensor) -> float:
     """Entropy in nats of the categorical distribution ``softmax(logits)``."""
     log_p = torch.log_softmax(logits.detach(), -1)
     return float(-(log_p.exp() * log_p).sum())
-
-
-def load_table(path: str | None, space: SearchSpace, needed_by: str) -> LatencyTable:
-    """The latency table at ``path``, checked against ``space``."""
-    if path is None:
-        raise ConfigError(f"{needed_by} needs search.options.lut (see 'supernas latency build')")
-    table = LatencyTable.load(path)
-    table.check(space)
-    return table
-
-
-def check_budget(space: SearchSpace, context: SearchContext) -> None:
-    """Refuses a budget below the smallest child before any work is done."""
-    if context.budget_macs is None:
-        return
-    floor = context.cost(smallest(space)).macs
-    if context.budget_macs < floor:
-        raise BudgetError(
-            f"budget {context.budget_macs / 1e6:.3g}M MACs is below the smallest child of "
-            f"{space.name} ({floor / 1e6:.3g}M MACs)"
-        )
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", ConfigError)

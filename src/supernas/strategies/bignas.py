@@ -20,7 +20,7 @@ Weight decay (``weight_decay_in_loss``): the search's decay enters the biggest c
 search task builds the optimizer without decay, so decay acts once per step whatever the number
 of children.
 
-Derivation: the coarse-to-fine selection (`selection.py`) under ``search.budget_macs``, each
+Derivation: the coarse-to-fine selection (`selection.py`) under ``search.budget``, each
 candidate scored on the arch split with recalibrated BN; without a budget, the biggest child.
 The derived child is deployed as sliced (`deploy`: BN recalibrated, no training).
 
@@ -166,8 +166,8 @@ class BigNAS(Strategy):
         return loss.item()
 
     def derive(self) -> Arch:
-        budget = self.context.budget_macs
-        if budget is None:
+        budget = self.context.budget
+        if budget.target is None:
             return biggest(self.space)
         context = self.context
         calibration = list(
@@ -178,9 +178,10 @@ class BigNAS(Strategy):
         def score(arch: Arch) -> float:
             return evaluate_child(self.supernet, arch, calibration, batches, context.device)
 
-        found = select_children(self.space, score, context.cost, [budget], self.config.selection)
+        target = budget.target
+        found = select_children(self.space, score, budget, [target], self.config.selection)
         self.candidates = found.candidates
-        return found.archs[found.chosen[budget]["arch"]]
+        return found.archs[found.chosen[target]["arch"]]
 
     @classmethod
     def selection(cls, config: Config) -> tuple[SelectConfig, int]:

@@ -1,7 +1,7 @@
 """Random search through a weight-sharing supernet (the baseline every method must beat).
 
 Training: each step trains one child drawn uniformly from the whole space (single-path uniform
-sampling). Derivation: draw ``num_candidates`` archs within the MACs budget, evaluate each child
+sampling). Derivation: draw ``num_candidates`` archs within the budget, evaluate each child
 on the arch split with recalibrated BN, keep the best. The chosen arch is then trained from
 scratch like any other method's.
 """
@@ -27,7 +27,7 @@ class RandomSearch(Strategy):
 
     def step(self, batch: Batch, step: int) -> dict[str, float]:
         arch = sample(self.space, self.rng)
-        return {**self.train_child(batch, arch), "train/child_macs": self.context.cost(arch).macs}
+        return {**self.train_child(batch, arch), "train/child_cost": self.context.budget.cost(arch)}
 
     def _candidates(self) -> list[Arch]:
         found: dict[str, Arch] = {}

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from supernas.cost.macs import Cost
+from supernas.cost.budget import Budget
 from supernas.errors import BudgetError, ConfigError
 from supernas.rng import derive_seed
 from supernas.space.arch import Arch
@@ -113,7 +113,8 @@ def mutate(space: SearchSpace, arch: Arch, rng: random.Random) -> Arch:
 
 
 def parse_budgets(text: str) -> list[float]:
-    """``"5M,10M,2.5e7"`` -> MACs; suffixes K, M, G (case-insensitive)."""
+    """``"5M,10M,2.5e7"`` -> numbers in the run's budget metric (MACs, params or ms);
+    suffixes K, M, G (case-insensitive)."""
     scale = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
     budgets = []
     for item in text.split(","):
@@ -123,7 +124,7 @@ def parse_budgets(text: str) -> list[float]:
         except ValueError:
             value = None
         if value is None or value <= 0:
-            raise ConfigError(f"budget {item.strip()!r} is not a positive MACs count like 5M")
+            raise ConfigError(f"budget {item.strip()!r} is not a positive number like 5M or 1.8")
         budgets.append(value)
     return budgets
 
@@ -132,43 +133,49 @@ def parse_budgets(text: str) -> list[float]:
 class Selection:
     """The chosen candidate per budget and every candidate scored on the way."""
 
-    chosen: dict[float, dict[str, Any]]  # budget -> candidate record
-    candidates: list[dict[str, Any]]  # {"arch", "macs", "params", "arch_top1", "stage"}
+    chosen: dict[float, dict[str, Any]]  # target -> candidate record
+    candidates: list[dict[str, Any]]  # {"arch", "macs", "params", ..., "arch_top1", "stage"}
     archs: dict[str, Arch]  # str(arch) -> Arch, for every candidate
 
 
 def select_children(
     space: SearchSpace,
     score: Callable[[Arch], float],
-    cost: Callable[[Arch], Cost],
-    budgets: Sequence[float],
+    budget: Budget,
+    targets: Sequence[float],
     config: SelectConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Selection:
-    """Coarse-to-fine selection of one child per MACs budget (see the module docstring).
+    """Coarse-to-fine selection of one child per target of ``budget``'s metric (see the module
+    docstring); ``budget``'s own target is not used.
 
     Raises:
-        BudgetError: a budget is below the smallest child's MACs.
+        BudgetError: a target is below the smallest child's cost.
     """
     config = config or SelectConfig()
-    floor = cost(smallest(space)).macs
-    for budget in budgets:
-        if budget < floor:
+    floor = budget.cost(smallest(space))
+    for target in targets:
+        if target < floor:
             raise BudgetError(
-                f"budget {budget / 1e6:.3g}M MACs is below the smallest child of {space.name} "
-                f"({floor / 1e6:.3g}M MACs)"
+                f"budget {budget.describe(target)} is below the smallest child of {space.name} "
+                f"({budget.describe(floor)})"
             )
     records: dict[str, dict[str, Any]] = {}
     archs: dict[str, Arch] = {}
+    costs: dict[str, float] = {}
+
+    def cost(arch: Arch) -> float:
+        key = str(arch)
+        if key not in costs:
+            costs[key] = budget.cost(arch)
+        return costs[key]
 
     def scored(arch: Arch, stage: str) -> dict[str, Any]:
         key = str(arch)
         if key not in records:
-            c = cost(arch)
             records[key] = {
                 "arch": key,
-                "macs": c.macs,
-                "params": c.params,
+                **budget.record(arch),
                 "arch_top1": score(arch),
                 "stage": stage,
             }
@@ -177,21 +184,22 @@ def select_children(
                 progress(key)
         return records[key]
 
-    grid = [a for a in coarse_grid(space, config) if cost(a).macs <= max(budgets)]
+    def fitting(target: float) -> list[dict[str, Any]]:
+        return [r for r in records.values() if cost(archs[r["arch"]]) <= target]
+
+    grid = [a for a in coarse_grid(space, config) if cost(a) <= max(targets)]
     for arch in grid:
         scored(arch, "coarse")
-    for index, budget in enumerate(budgets):
-        fits = [r for r in records.values() if r["macs"] <= budget]
-        best = (
-            max(fits, key=lambda r: r["arch_top1"]) if fits else scored(smallest(space), "coarse")
-        )
+    for index, target in enumerate(targets):
+        fits = fitting(target)
+        best = max(fits, key=_top1) if fits else scored(smallest(space), "coarse")
         rng = random.Random(derive_seed(config.seed, f"select/{index}"))
         tried = 0
         for _ in range(config.mutations * 50):  # bounded: most mutants may be over budget
             if tried == config.mutations:
                 break
             mutant = mutate(space, archs[best["arch"]], rng)
-            if cost(mutant).macs > budget or str(mutant) in records:
+            if cost(mutant) > target or str(mutant) in records:
                 continue
             tried += 1
             record = scored(mutant, "fine")
@@ -199,10 +207,7 @@ def select_children(
                 best = record
     # Every child scored is known: a mutant of a larger budget may also be the best of a
     # smaller one.
-    chosen = {
-        budget: max((r for r in records.values() if r["macs"] <= budget), key=_top1)
-        for budget in budgets
-    }
+    chosen = {target: max(fitting(target), key=_top1) for target in targets}
     return Selection(chosen, list(records.values()), archs)
 
 

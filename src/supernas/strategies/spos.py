@@ -20,7 +20,7 @@ Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampli
 The derived arch is the best child scored, trained from scratch afterwards like any other
 method's. Simplifications: the paper's population of 50, 20 generations and top-10 are the
 defaults, but its channel-number search in the supernet blocks is the space's width choice,
-and the FLOPs constraint is the search's MACs budget.
+and the FLOPs constraint is the search's budget (``search.budget``: MACs, parameters or latency).
 """
 
 from __future__ import annotations

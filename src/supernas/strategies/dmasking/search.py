@@ -15,8 +15,9 @@ Schedule (FBNet's, arXiv 1812.03443, which FBNetV2 follows):
   epochs to the run's length, so the final temperature is the paper's whatever the run length
   (FBNet lowers tau once per epoch; we lower it continuously).
 
-The cost is the exact expectation of the child's MACs (or parameters) under the same ``g``
-(`supernas.cost.expected`), and enters the loss in one of the forms of `supernas.cost.penalty`.
+The cost is the exact expectation of the child's cost in the search's budget metric (MACs,
+parameters or table latency, ``search.budget``) under the same ``g`` (`supernas.cost.expected`),
+and enters the loss in one of the forms of `supernas.cost.penalty` with the budget's target.
 Derivation takes the argmax of every decision; with ``derive_samples > 0`` it also samples archs
 from the final distribution and keeps the in-budget child with the best arch-split accuracy
 (FBNet samples 6). A budget is met exactly: over-budget archs are never returned.
@@ -32,7 +33,7 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +48,6 @@ from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entro
 from supernas.strategies.dmasking.relaxed import SUBSAMPLING, MaskedForward
 
 log = logging.getLogger(__name__)
-
-COST_METRICS = ("macs", "params")
 
 
 def temperature(tau0: float, decay: float, epoch: float) -> float:
@@ -94,8 +93,6 @@ class DMaskingNAS(Strategy):
         temperature: float = 5.0  # Gumbel-softmax tau at the start (FBNet)
         temperature_decay: float = 0.045  # per epoch of a ...
         reference_epochs: float = 90.0  # ... search this long, rescaled to the run's epochs
-        cost_metric: str = "macs"  # "macs" or "params"
-        cost_target: float | None = None  # None: search.budget_macs (macs only)
         cost_loss: str = "mul_log"  # "mul_log" (FBNetV2), "budget" or "linear"
         cost_alpha: float = 0.2
         cost_beta: float = 0.6
@@ -104,6 +101,11 @@ class DMaskingNAS(Strategy):
         derive_samples: int = 0  # also evaluate this many archs sampled from the result
         calibration_batches: int = 10  # training batches to recompute a candidate's BN
         max_draws: int = 2000  # draws to find in-budget samples at derivation
+
+        REPLACED: ClassVar[dict[str, str]] = {
+            "cost_metric": "search.budget.metric",
+            "cost_target": "search.budget.target",
+        }
 
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)
@@ -120,31 +122,22 @@ class DMaskingNAS(Strategy):
             weight_decay=config.arch_weight_decay,
         )
         self.gumbel = torch.Generator().manual_seed(context.seed)
-        self.expected_cost = ExpectedCost(self.space)
+        self.expected_cost = ExpectedCost(self.space, context.budget.metric)
         self.penalty = CostPenalty(
             config.cost_loss, config.cost_alpha, config.cost_beta, config.cost_lambda
         )
-        self.target = self._target()
+        self.target = context.budget.target
+        if self.target is None:
+            log.warning("dmasking: no search.budget.target, the search optimises accuracy alone")
         self.cadence = Cadence.of(config.warmup_epochs, config.arch_every, context.steps_per_epoch)
         self._step = 0
 
     def _check_config(self) -> None:
         config = self.config
-        if config.cost_metric not in COST_METRICS:
-            raise ConfigError(f"cost_metric {config.cost_metric!r} is not macs or params")
         if config.subsampling not in SUBSAMPLING:
             raise ConfigError(f"subsampling {config.subsampling!r} is not nearest or resize")
         if config.temperature <= 0:
             raise ConfigError(f"dmasking: temperature must be positive, got {config.temperature}")
-
-    def _target(self) -> float | None:
-        config = self.config
-        if config.cost_target is not None:
-            return config.cost_target
-        if config.cost_metric == "macs" and self.context.budget_macs is not None:
-            return self.context.budget_macs
-        log.warning("dmasking: no cost target, the search optimises accuracy alone")
-        return None
 
     def arch_parameters(self) -> list[Tensor]:
         return list(self.alpha.values())
@@ -194,8 +187,7 @@ class DMaskingNAS(Strategy):
         weights = self.sample_weights(differentiable=True)
         with frozen_weights(self.supernet):
             ce = F.cross_entropy(self.supernet(images, self.relaxed(weights)), labels)
-        macs, params = self.expected_cost(weights)
-        expected = macs if self.config.cost_metric == "macs" else params
+        expected = self.expected_cost(weights)
         loss = ce if self.target is None else self.penalty(ce, expected, self.target)
         self.arch_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,7 +196,7 @@ class DMaskingNAS(Strategy):
         return {
             "arch/loss": loss.item(),
             "arch/ce": ce.item(),
-            f"arch/expected_{self.config.cost_metric}": expected.item(),
+            f"arch/expected_{self.context.budget.metric.record_key}": expected.item(),
         }
 
     # -- the result ------------------------------------------------------------------------
@@ -265,9 +257,9 @@ class DMaskingNAS(Strategy):
         return candidates[scores.index(max(scores))][0]
 
     def epoch_metrics(self) -> dict[str, float]:
-        argmax = self.argmax_arch()
+        argmax, budget = self.argmax_arch(), self.context.budget
         return {
-            "search/argmax_macs": float(self.context.cost(argmax).macs),
+            f"search/argmax_{budget.metric.record_key}": budget.cost(argmax),
             "search/entropy": sum(entropy(alpha) for alpha in self.alpha.values()),
             "search/temperature": self.tau(),
         }

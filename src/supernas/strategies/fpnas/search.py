@@ -3,9 +3,10 @@
 PARSEC's estimator. Each step draws K whole archs ``a_1..a_K ~ p(a|pi)``
 (with replacement; the prior is the proposal) and runs each as a child of the supernet on the
 batch, giving ``l_k = B * (mean CE_k + gamma * max(0, cost(a_k) / target - 1)) / T`` (the cost
-hinge only in the arch step; ``cost`` the exact MACs, or the predicted latency in ms when a
-latency table is given; ``T`` the likelihood temperature, 1 by default). With the
-self-normalised importance weights ``omega_k = softmax_k(-l_k)`` (no gradient through them):
+hinge only in the arch step; ``cost`` and ``target`` those of ``search.budget``: exact MACs or
+parameters, or latency predicted from a table; ``T`` the likelihood temperature, 1 by
+default). With the self-normalised importance weights ``omega_k = softmax_k(-l_k)`` (no
+gradient through them):
 
 - weights:  ``grad_w ~= sum_k omega_k grad_w meanCE_k``, i.e. the gradient of
   ``-logsumexp_k(-l_k)`` divided by ``B`` so that the weight LR is in per-example units;
@@ -53,7 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -63,7 +64,7 @@ from torch import Tensor
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import sample as uniform_sample
-from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, load_table
+from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy
 from supernas.strategies.fpnas.distribution import ArchDistribution, Sample
 
 
@@ -92,12 +93,15 @@ class FPNAS(Strategy):
         warmup_epochs: float = 0.0  # uniform single-child weight steps before any arch step
         arch_lr: float = 0.05  # Adam on the architecture logits
         temperature: float = 1.0  # T of the likelihood l/T (1: PARSEC's formula)
-        cost_weight: float = 0.0  # gamma, nats per example per unit of relative MACs excess
-        target_macs: float | None = None  # hinge target; None: the search budget
-        lut: str | None = None  # latency table (`supernas latency build`): hinge on latency
-        target_ms: float | None = None  # the latency target, needed with lut
+        cost_weight: float = 0.0  # gamma, nats per example per unit of relative excess cost
         max_draws: int = 2000  # draws to find the most probable in-budget arch
         calibration_batches: int = 10  # BN recalibration when evaluating the derived arch
+
+        REPLACED: ClassVar[dict[str, str]] = {
+            "target_macs": "search.budget.target",
+            "target_ms": "search.budget.target (with search.budget.metric: latency)",
+            "lut": "search.budget.lut",
+        }
 
         def __post_init__(self) -> None:
             if not 1 <= self.min_samples <= self.max_samples:
@@ -116,18 +120,8 @@ class FPNAS(Strategy):
         self.cadence = Cadence.of(config.warmup_epochs, 1, context.steps_per_epoch)
         self.switch_step = None if config.joint_from is None else round(config.joint_from * total)
         self.samples_drawn = 0
-        self.table = None
-        if config.lut is not None:
-            if config.target_ms is None:
-                raise ConfigError("fpnas: a latency table (lut) needs target_ms")
-            self.table = load_table(config.lut, self.space, "fpnas")
-        if self.table is not None:
-            target = config.target_ms
-        else:
-            target = config.target_macs if config.target_macs is not None else context.budget_macs
-        if config.cost_weight > 0 and target is None:
-            raise ConfigError("fpnas: cost_weight needs target_macs or search.budget_macs")
-        self.target = target
+        if config.cost_weight > 0 and context.budget.target is None:
+            raise ConfigError("fpnas: cost_weight needs search.budget.target")
 
     def _adam(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.distribution.parameters(), lr=self.config.arch_lr)
@@ -216,13 +210,8 @@ class FPNAS(Strategy):
     def _penalty(self, arch: Arch) -> float:
         if self.config.cost_weight == 0:
             return 0.0
-        return self.config.cost_weight * max(0.0, self._cost(arch) / self.target - 1)
-
-    def _cost(self, arch: Arch) -> float:
-        """The hinge's cost: predicted latency (ms) with a table, else exact MACs."""
-        if self.table is not None:
-            return self.table.predict(self.space, arch)
-        return self.context.cost(arch).macs
+        budget = self.context.budget
+        return self.config.cost_weight * max(0.0, budget.cost(arch) / budget.target - 1)
 
     def _arch_step(self, count: int) -> dict[str, float]:
         """Moves pi towards the archs with the highest importance weights on the arch split."""
@@ -261,12 +250,6 @@ class FPNAS(Strategy):
         surrogate.backward()
         optimizer.step()
 
-    def in_budget(self, arch: Arch) -> bool:
-        """Within the MACs budget and, with a latency table, the latency target."""
-        if not super().in_budget(arch):
-            return False
-        return self.table is None or self.table.predict(self.space, arch) <= self.target
-
     def most_probable(self) -> Arch:
         """The most probable arch, or the most probable in-budget one of many draws."""
         distribution = self.distribution
@@ -285,10 +268,10 @@ class FPNAS(Strategy):
         return arch
 
     def epoch_metrics(self) -> dict[str, float]:
-        arch = self.distribution.arch(self.distribution.mode())
+        arch, budget = self.distribution.arch(self.distribution.mode()), self.context.budget
         return {
             "fpnas/entropy": self.distribution.entropy(),
-            "fpnas/mode_macs": float(self.context.cost(arch).macs),
+            f"fpnas/mode_{budget.metric.record_key}": budget.cost(arch),
             "fpnas/arch_parameters": sum(t.numel() for t in self.arch_parameters()),
             "fpnas/samples_total": self.samples_drawn,
         }

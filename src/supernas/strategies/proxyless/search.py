@@ -23,8 +23,9 @@ ICLR 2019 (arXiv 1812.00332), sections 3.1-3.3, with the reference code's choice
 - A block whose active op is the zero op gets no update that step (its gradient, the cost
   term's included, is dropped, as ``set_arch_param_grad`` does).
 - Cost term: ``E[cost]`` of the path distributions (`expected.ExpectedPathCost`; in ``two_path``
-  mode ``p~`` on the two drawn candidates and 0 elsewhere, as the code), from a latency table
-  (``cost: latency``), or exact MACs or parameters; ``loss: mul_log`` is the code's default
+  mode ``p~`` on the two drawn candidates and 0 elsewhere, as the code) in the metric of
+  ``search.budget`` (latency from a table, exact MACs or parameters; no cost term without a
+  target); ``loss: mul_log`` is the code's default
   ``0.2 * CE * (log E / log T) ** 0.3``, ``loss: linear`` the paper's additive form
   ``CE + lam * (E - T) / T`` (the constant ``-lam`` does not change the gradient; nor does
   ``T`` change where the search settles, only the gradient's scale), ``loss: budget`` the
@@ -40,10 +41,10 @@ Simplifications, stated: the REINFORCE baseline is a textbook moving average
 keeps its own baseline over its own shard (their gradients are averaged); candidates re-run in
 backward update their BN running statistics, as the reference's re-runs in train mode do; the
 arch step's backward also fills the weights' gradients, which the next weight step discards.
-Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the block). When
-that arch exceeds the hard budget ``search.budget_macs`` (the latency or MACs target is a loss
-term, not a bound), the most probable in-budget arch of ``max_draws`` draws is derived instead,
-else the smallest child, so no method returns an arch over the budget.
+Derivation is the argmax of every block's ``alpha`` (a chosen zero op skips the block). The
+paper's target is a loss term only; ours is also the derived arch's bound: when the argmax
+exceeds ``search.budget.target``, the most probable in-budget arch of ``max_draws`` draws is
+derived instead, else the smallest child, so no method returns an arch over the budget.
 """
 
 from __future__ import annotations
@@ -51,24 +52,23 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernas.cost.macs import arch_cost
 from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.errors import ConfigError
 from supernas.rng import derive_seed
 from supernas.space.arch import Arch
-from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy, load_table
-from supernas.strategies.proxyless.expected import UNITS, ExpectedPathCost, layer_costs
+from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy
+from supernas.strategies.proxyless.expected import ExpectedPathCost
 from supernas.strategies.proxyless.paths import BlockPath, Frame, gated_forward
 
 log = logging.getLogger(__name__)
 
 MODES = ("two_path", "full", "reinforce")
-COSTS = ("latency", "macs", "params", "none")
 
 
 @STRATEGIES.register("proxyless")
@@ -78,9 +78,6 @@ class ProxylessNAS(Strategy):
     @dataclass
     class Config:
         mode: str = "two_path"  # "two_path" (paper), "full" (reference code), "reinforce"
-        cost: str = "latency"  # "latency" (needs lut), "macs", "params" or "none"
-        target: float | None = None  # ms, MACs or params; None with macs: search.budget_macs
-        lut: str | None = None  # latency table JSON from `supernas latency build`
         loss: str = "mul_log"  # "mul_log" (reference code), "linear" (paper) or "budget"
         loss_alpha: float = 0.2  # mul_log: scale
         loss_beta: float = 0.3  # mul_log: exponent
@@ -96,24 +93,24 @@ class ProxylessNAS(Strategy):
         baseline_decay: float = 0.99  # reinforce
         max_draws: int = 2000  # draws to find an in-budget arch when the argmax exceeds it
 
+        REPLACED: ClassVar[dict[str, str]] = {
+            "cost": "search.budget.metric (no cost term: leave search.budget.target unset)",
+            "target": "search.budget.target",
+            "lut": "search.budget.lut",
+        }
+
     def __init__(self, supernet, config: Config, context) -> None:
         super().__init__(supernet, config, context)
         _check(config)
         self.frame = Frame.of(self.space, config.fixed)
-        self.table = (
-            None
-            if config.cost != "latency"
-            else load_table(config.lut, self.space, "proxyless cost latency")
-        )
         self.cadence = Cadence.of(config.warmup_epochs, config.arch_every, context.steps_per_epoch)
         self.target = self._target()
         self.penalty = CostPenalty(
             form=config.loss, alpha=config.loss_alpha, beta=config.loss_beta, lam=config.loss_lambda
         )
+        metric = context.budget.metric
         self.expected = (
-            None
-            if config.cost == "none"
-            else ExpectedPathCost(self.frame, layer_costs(config.cost, self.table), context.device)
+            None if self.target is None else ExpectedPathCost(self.frame, metric, context.device)
         )
         self.generator = torch.Generator().manual_seed(derive_seed(context.seed, "paths"))
         init = torch.Generator().manual_seed(derive_seed(context.seed, "alpha-init"))
@@ -129,20 +126,15 @@ class ProxylessNAS(Strategy):
         self.baseline: float | None = None
 
     def _target(self) -> float | None:
-        config = self.config
-        if config.cost == "none":
-            return None
-        target = config.target
-        if target is None and config.cost == "macs":
-            target = self.context.budget_macs
-        if target is None or target <= 0:
-            raise ConfigError(f"proxyless cost {config.cost} needs search.options.target > 0")
-        if config.loss == "mul_log" and target <= 1:
+        budget = self.context.budget
+        if budget.target is None:
+            log.warning("proxyless: no search.budget.target, the search optimises accuracy alone")
+        elif self.config.loss == "mul_log" and budget.target <= 1:
             raise ConfigError(
-                f"loss mul_log needs a target above 1 {UNITS[config.cost]} (log T > 0); "
+                f"loss mul_log needs a target above 1 {budget.metric.unit} (log T > 0); "
                 "use loss: linear"
             )
-        return float(target)
+        return budget.target
 
     def arch_parameters(self) -> list[Tensor]:
         return list(self.alphas)
@@ -208,7 +200,7 @@ class ProxylessNAS(Strategy):
         if self.expected is not None:
             expected = self.expected(q)
             loss = self.penalty(ce, expected, self.target)
-            metrics[f"arch/expected_{self.config.cost}"] = expected.item()
+            metrics[f"arch/expected_{self.context.budget.metric.record_key}"] = expected.item()
         self.arch_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         updated = []
@@ -247,7 +239,7 @@ class ProxylessNAS(Strategy):
                 accuracy = (logits.argmax(1) == labels).float().mean().item()
                 reward = accuracy
                 if self.target is not None:
-                    cost = self.cost_of(arch)
+                    cost = self.context.budget.cost(arch)
                     reward *= (self.target / cost) ** self.config.reward_exponent
                 samples.append(active)
                 rewards.append(reward)
@@ -267,17 +259,11 @@ class ProxylessNAS(Strategy):
         self.arch_optimizer.step()
         return {"arch/reward": mean, "arch/baseline": self.baseline}
 
-    def cost_of(self, arch: Arch) -> float:
-        """The exact cost of ``arch`` in the search's unit (predicted latency, MACs, params)."""
-        if self.config.cost == "latency":
-            return self.table.predict(self.space, arch)
-        return float(getattr(arch_cost(self.space, arch), self.config.cost))
-
     def argmax_arch(self) -> Arch:
         return self.frame.arch([int(a.detach().argmax()) for a in self.alphas])
 
     def derive(self) -> Arch:
-        """The argmax of every block (the paper); if it exceeds ``search.budget_macs``, the most
+        """The argmax of every block (the paper); if it exceeds ``search.budget``, the most
         probable in-budget arch of ``max_draws`` draws from the paths' distributions."""
         argmax = self.argmax_arch()
         if self.in_budget(argmax):
@@ -294,12 +280,9 @@ class ProxylessNAS(Strategy):
     def epoch_metrics(self) -> dict[str, float]:
         arch = self.argmax_arch()
         entropies = [entropy(alpha) for alpha in self.alphas]
-        metrics = {
-            "arch/entropy": sum(entropies) / len(entropies),
-            "cost/macs": float(arch_cost(self.space, arch).macs),
-        }
-        if self.table is not None:
-            metrics["cost/latency_ms"] = self.table.predict(self.space, arch)
+        costs = self.context.budget.record(arch)
+        metrics = {"arch/entropy": sum(entropies) / len(entropies)}
+        metrics.update({f"cost/{key}": float(value) for key, value in costs.items()})
         log.info("proxyless argmax arch %s", arch)
         return metrics
 
@@ -325,8 +308,6 @@ class ProxylessNAS(Strategy):
 def _check(config: ProxylessNAS.Config) -> None:
     if config.mode not in MODES:
         raise ConfigError(f"proxyless mode {config.mode!r} is not one of {', '.join(MODES)}")
-    if config.cost not in COSTS:
-        raise ConfigError(f"proxyless cost {config.cost!r} is not one of {', '.join(COSTS)}")
     if config.loss not in FORMS:
         raise ConfigError(f"proxyless loss {config.loss!r} is not one of {', '.join(FORMS)}")
     if config.samples < 1:
