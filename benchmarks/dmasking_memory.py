@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
 from supernas.nn import Supernet, build_model
-from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, biggest
+from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, biggest, smallest
 from supernas.strategies import SearchContext
 from supernas.strategies.dmasking import DMaskingNAS
 from supernas.strategies.dmasking.search import frozen_weights, gumbel_softmax
@@ -93,7 +93,8 @@ def masking_strategy(space: SearchSpace, batch_size: int) -> DMaskingNAS:
     torch.manual_seed(0)
     net = Supernet(space).train()
     stream = batches(batch_size)
-    target = arch_cost(space, biggest(space)).macs / 2
+    # Midway between the smallest and the biggest child: a cost term that pulls both ways.
+    target = (arch_cost(space, smallest(space)).macs + arch_cost(space, biggest(space)).macs) / 2
     context = SearchContext(
         budget=Budget.of(space, target),
         model=net,

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from _common import hardware, run_kind
 
 from supernas.cost.budget import Budget
+from supernas.cost.macs import arch_cost
 from supernas.nn import Supernet
-from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
+from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, smallest
 from supernas.strategies import SearchContext
 from supernas.strategies.proxyless import ProxylessNAS
 from supernas.strategies.proxyless.paths import weighted_forward
@@ -84,7 +85,7 @@ def make_strategy(ops: int, batch_size: int, mode: str = "two_path") -> Proxyles
     net = Supernet(space).train()
     stream = _batches(batch_size)
     context = SearchContext(
-        budget=Budget.of(space, 5e6),  # the cost term's target, as a search would have
+        budget=Budget.of(space, 1.5 * arch_cost(space, smallest(space)).macs),  # a cost term
         model=net,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9),
         arch_batches=lambda: iter(()),

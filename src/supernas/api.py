@@ -213,6 +213,7 @@ def run_search_phase(
         log_every=cfg.search.log_every,
         checkpoint_every=cfg.search.checkpoint_every,
         desc="search",
+        hint="lower search.lr (or the method's arch_lr in search.options)",
     )
     run_loop(SearchTask(strategy, scheduler), loader, loop, files.search, resume=resume, env=env)
     arch = strategy.derive()
@@ -246,6 +247,7 @@ def train_arch(
         log_every=cfg.train.log_every,
         checkpoint_every=cfg.train.checkpoint_every,
         desc="train",
+        hint="lower train.lr, or set train.clip_grad_norm",
     )
     run_loop(task, loader, loop, RunDir(run_dir).train, resume=resume, env=env)
     test_loader = data.loader(data.test, train=False, seed=cfg.seed)

@@ -34,5 +34,9 @@ class BudgetError(SupernasError):
     """A cost budget cannot be met by any architecture of the space."""
 
 
+class DivergenceError(SupernasError):
+    """A run's loss or weights became non-finite; its last checkpoint is the last finite one."""
+
+
 class ExportError(SupernasError):
     """An export format is unknown or the exported model disagrees with PyTorch."""

@@ -65,8 +65,9 @@ def test_bad_budgets_are_one_line_config_errors(tmp_path):
     space = small_space("fmnist_small")
     with pytest.raises(ConfigError, match="metric 'energy' is not one of latency, macs, params"):
         BudgetConfig(metric="energy")
-    with pytest.raises(ConfigError, match="must be positive"):
-        BudgetConfig(target=0)
+    for target in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="must be a positive number"):
+            BudgetConfig(target=target)
     with pytest.raises(ConfigError, match="lut is for metric latency, not macs"):
         Budget.of(space, 4e6, "macs", "lut.json")
     with pytest.raises(ConfigError, match="needs search.budget.lut"):

@@ -14,6 +14,7 @@ whose exact cost (`Budget.cost`) is at most the target, or the smallest child, o
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +42,8 @@ class BudgetConfig:
             raise ConfigError(
                 f"search.budget.metric {self.metric!r} is not one of {', '.join(METRICS)}"
             )
-        if self.target is not None and not self.target > 0:
-            raise ConfigError(f"search.budget.target must be positive, got {self.target}")
+        if self.target is not None and not (math.isfinite(self.target) and self.target > 0):
+            raise ConfigError(f"search.budget.target must be a positive number, got {self.target}")
 
 
 class Budget:

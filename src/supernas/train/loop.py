@@ -4,6 +4,11 @@ A `Task` (a classifier in training, or a strategy searching) does the work of on
 owns the epochs, the order of batches, checkpoints, metrics and progress, in the plain order of
 nanoGPT's ``train.py``.
 
+A run that diverges stops: a non-finite loss in a step's metrics, or non-finite weights when a
+checkpoint is due, raise `DivergenceError` naming the phase, the step and the setting to lower,
+before anything is written, so the last checkpoint on disk is the last finite state and nothing
+non-finite goes on to derivation, export or the report.
+
 Resume is exact on the CPU: each epoch's batch order is a function of (seed, epoch) alone, the
 checkpoint holds the task's state and the global RNGs, and a resumed run skips the batches its
 epoch had already done, so it ends with the weights an uninterrupted run ends with. With loader
@@ -14,6 +19,7 @@ different worker loads each batch.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from supernas.errors import CheckpointError, ConfigError
+from supernas.errors import CheckpointError, ConfigError, DivergenceError
 from supernas.rng import derive_seed
 from supernas.rundir import CHECKPOINT
 from supernas.train.checkpoint import load_checkpoint, save_checkpoint
@@ -66,6 +72,7 @@ class LoopConfig:
     checkpoint_every: int = 100  # steps between mid-epoch checkpoints; each epoch end has one
     progress: bool = True  # a tqdm bar on rank 0 when stderr is a terminal
     desc: str = "train"  # label of the bar and the log lines
+    hint: str = "lower the learning rate"  # what a divergence message suggests
 
     def __post_init__(self) -> None:
         for name in ("epochs", "log_every", "checkpoint_every"):
@@ -117,6 +124,7 @@ def run_loop(
             for batch in _epoch_batches(loader, epoch, cfg.seed, step % steps_per_epoch):
                 values = task.train_step(batch, step)
                 step += 1
+                _check_losses(values, step, cfg)
                 if step % cfg.log_every == 0 or step % steps_per_epoch == 0:
                     metrics.write(step, step / steps_per_epoch, values)
                 progress.step(step, values)
@@ -124,13 +132,13 @@ def run_loop(
                     on_step(step, values)
                 # The epoch-end checkpoint below must follow the evaluation, so skip it here.
                 if step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
-                    _save(task, path, step, steps_per_epoch, env)
+                    _save(task, path, step, steps_per_epoch, env, cfg)
             evaluation = task.evaluate()
             metrics.write(step, epoch + 1, evaluation)
             progress.epoch_end(epoch + 1, evaluation)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, evaluation)
-            _save(task, path, step, steps_per_epoch, env)
+            _save(task, path, step, steps_per_epoch, env, cfg)
     finally:
         progress.close()
         metrics.close()
@@ -185,14 +193,46 @@ def _resume(task: Task, path: Path, steps_per_epoch: int) -> int:
     return int(state["step"])
 
 
-def _save(task: Task, path: Path, step: int, steps_per_epoch: int, env: DistEnv) -> None:
-    # Rank 0 writes; the RNGs of the others are not saved, so a resumed run gives every rank
-    # rank 0's, which equal theirs when all ranks were seeded alike.
+def _check_losses(values: dict[str, float], step: int, cfg: LoopConfig) -> None:
+    for key, value in values.items():
+        if "loss" in key and not math.isfinite(value):
+            raise DivergenceError(
+                f"{cfg.desc} diverged at step {step}: {key} is {value}; {cfg.hint}"
+            )
+
+
+def _non_finite(state: Any) -> str | None:
+    """The first key path of ``state`` holding a non-finite float tensor, if any."""
+    if isinstance(state, torch.Tensor):
+        return "" if state.is_floating_point() and not bool(state.isfinite().all()) else None
+    if not isinstance(state, (dict, list, tuple)):
+        return None
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for key, value in items:
+        found = _non_finite(value)
+        if found is not None:
+            return f"{key}.{found}".rstrip(".")
+    return None
+
+
+def _save(
+    task: Task, path: Path, step: int, steps_per_epoch: int, env: DistEnv, cfg: LoopConfig
+) -> None:
+    # Every rank checks (their weights agree, so they stop together); rank 0 writes. The RNGs
+    # of the others are not saved, so a resumed run gives every rank rank 0's, which equal
+    # theirs when all ranks were seeded alike.
+    task_state = task.state_dict()
+    bad = _non_finite(task_state)
+    if bad is not None:
+        raise DivergenceError(
+            f"{cfg.desc} diverged by step {step}: {bad} is not finite; {cfg.hint} "
+            f"(the last checkpoint, {path}, is the last finite state)"
+        )
     if env.is_main:
         state = {
             "step": step,
             "steps_per_epoch": steps_per_epoch,
-            "task": task.state_dict(),
+            "task": task_state,
             "rng": rng_state(),
         }
         save_checkpoint(path, state)
