@@ -24,7 +24,13 @@ from pathlib import Path
 import torch
 from _common import hardware, run_kind
 
-from supernas.api import _search_data, _strategy, load_supernet, run_search_phase
+from supernas.api import (
+    SearchSettings,
+    _search_data,
+    _strategy,
+    load_supernet,
+    run_search_phase,
+)
 from supernas.data import build_data
 from supernas.recipe import load_run_config
 from supernas.space import get_space, sample
@@ -79,7 +85,8 @@ def main() -> None:
             search_s = time.perf_counter() - start
             supernet = load_supernet(space, run_dir, device)
             data = build_data(_search_data(cfg))
-            strategy = _strategy(cfg, supernet, data, device, env, 1)
+            settings = SearchSettings.of(cfg, space)
+            strategy = _strategy(cfg, settings, supernet, data, device, env, 1)
             calibration = strategy.config.calibration_batches
             start = time.perf_counter()
             draws = {

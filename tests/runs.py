@@ -46,8 +46,11 @@ def write_smallest_arch(path: Path) -> Path:
     return path
 
 
-def kill_after(command: list[str], marker: Path, timeout: float = 240) -> None:
-    """Starts ``command`` and SIGKILLs it as soon as ``marker`` (a checkpoint) exists."""
+def kill_after(
+    command: list[str], marker: Path, timeout: float = 240, signum: int = signal.SIGKILL
+) -> tuple[int, str]:
+    """Starts ``command``, sends it ``signum`` as soon as ``marker`` (a checkpoint) exists,
+    and returns its exit code and stderr."""
     process = subprocess.Popen(
         command, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -56,8 +59,9 @@ def kill_after(command: list[str], marker: Path, timeout: float = 240) -> None:
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline, f"{marker} was never written"
         time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    os.kill(process.pid, signum)
+    _, err = process.communicate(timeout=timeout)
+    return process.returncode, err
 
 
 def free_port() -> int:

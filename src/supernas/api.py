@@ -12,6 +12,7 @@ TensorBoard), ``arch.json``, ``candidates.json``, the exported model files, ``su
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -37,7 +38,7 @@ from supernas.nn import Supernet, build_model
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
 from supernas.rng import derive_seed
-from supernas.rundir import ARCH, CHECKPOINT, RunDir
+from supernas.rundir import ARCH, CHECKPOINT, RunDir, check_fresh, create_run_dir, exclusive
 from supernas.space import Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext, Strategy
 from supernas.strategies.evaluation import evaluate_child
@@ -59,6 +60,7 @@ from supernas.train import (
     wrap_ddp,
 )
 from supernas.train.checkpoint import atomic_write_text, save_checkpoint
+from supernas.train.distributed import from_main
 
 
 @dataclass
@@ -80,9 +82,27 @@ def resolve_space(name: str) -> SearchSpace:
 
 
 def new_run_dir(cfg: RunConfig, kind: str, root: Path = Path("runs")) -> Path:
-    """``runs/<time>-<space>-<kind>``, kind being the strategy or "train"."""
+    """A new ``runs/<time>-<space>-<kind>``, kind being the strategy or "train"."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return root / f"{stamp}-{Path(cfg.space).stem}-{kind}"
+    return create_run_dir(root, f"{stamp}-{Path(cfg.space).stem}-{kind}")
+
+
+@contextlib.contextmanager
+def _own_run_dir(
+    cfg: RunConfig, run_dir: Path | None, kind: str, resume: bool, env: DistEnv
+) -> Iterator[Path]:
+    """The run's directory for as long as the run writes it: a new one when not given, an
+    empty one for a new run, and locked on rank 0 (another process's run is refused)."""
+    if env.is_main:
+        if run_dir is None:
+            run_dir = new_run_dir(cfg, kind)
+        elif not resume:
+            check_fresh(Path(run_dir))
+    run_dir = Path(from_main(run_dir, env))
+    with exclusive(run_dir) if env.is_main else contextlib.nullcontext():
+        if env.is_main and not resume:
+            write_config(run_dir, cfg)
+        yield run_dir
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
@@ -360,9 +380,18 @@ def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) ->
     space = resolve_space(cfg.space)
     SearchSettings.of(cfg, space)  # bad options, budget or table fail before the run directory
     device = resolve_device(cfg.device, env)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg, cfg.search.strategy)
-    if env.is_main and not resume:
-        write_config(run_dir, cfg)
+    with _own_run_dir(cfg, run_dir, cfg.search.strategy, resume, env) as run_dir:
+        return _search_in(cfg, space, run_dir, resume, env, device)
+
+
+def _search_in(
+    cfg: RunConfig,
+    space: SearchSpace,
+    run_dir: Path,
+    resume: bool,
+    env: DistEnv,
+    device: torch.device,
+) -> RunResult:
     start = time.perf_counter()
     arch, candidates = run_search_phase(cfg, space, run_dir, resume, env, device)
     searched = time.perf_counter()
@@ -399,16 +428,15 @@ def _train(
     space = resolve_space(cfg.space)
     arch = load_arch(space, Path(arch_path))
     device = resolve_device(cfg.device, env)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg, "train")
-    if env.is_main and not resume:
-        write_config(run_dir, cfg)
-        atomic_write_text(RunDir(run_dir).arch, arch.to_json())
-    start = time.perf_counter()
-    model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
-    if not env.is_main:
-        return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
-    extra = {"train_s": round(time.perf_counter() - start, 1)}
-    return finish(cfg, space, arch, model, test, run_dir, extra, [])
+    with _own_run_dir(cfg, run_dir, "train", resume, env) as run_dir:
+        if env.is_main and not resume:
+            atomic_write_text(RunDir(run_dir).arch, arch.to_json())
+        start = time.perf_counter()
+        model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+        if not env.is_main:
+            return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
+        extra = {"train_s": round(time.perf_counter() - start, 1)}
+        return finish(cfg, space, arch, model, test, run_dir, extra, [])
 
 
 def load_arch(space: SearchSpace, path: Path) -> Arch:

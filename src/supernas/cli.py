@@ -1,7 +1,8 @@
 """The ``supernas`` command line: parse, build a config, call `supernas.api`, print.
 
 A user mistake (`SupernasError`) prints ``supernas: error: <one line>`` and exits with code 2;
-any other exception is a bug and keeps its traceback.
+SIGINT or SIGTERM during a run prints how to resume it and exits with 128 + the signal (130,
+143); any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from supernas.errors import SupernasError
+from supernas.errors import Interrupted, SupernasError
 
 EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
@@ -320,4 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     except SupernasError as error:
         print(f"supernas: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        run = Path(stop.checkpoint).parent.parent  # a phase folder's checkpoint -> its run
+        name = signal.Signals(stop.signum).name
+        print(
+            f"supernas: {name}: {stop} (checkpoint saved); resume with: "
+            f"supernas {args.command} --resume {run}",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        print("supernas: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     return 0

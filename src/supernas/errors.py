@@ -10,6 +10,14 @@ class SupernasError(Exception):
     """Base class of errors caused by user input."""
 
 
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after it saved a checkpoint to resume from."""
+
+    def __init__(self, signum: int, phase: str, step: int, checkpoint: str) -> None:
+        super().__init__(f"{phase} interrupted at step {step}")
+        self.signum, self.phase, self.step, self.checkpoint = signum, phase, step, checkpoint
+
+
 class SpaceError(SupernasError):
     """A search space definition is invalid, or a space name is unknown."""
 

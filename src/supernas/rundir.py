@@ -16,18 +16,76 @@ A run of ``supernas search`` (``runs/<time>-<space>-<strategy>/``) holds::
 
 A phase folder (``search/``, ``train/``) is what the training loop writes: its checkpoint,
 metrics and TensorBoard events, named by `CHECKPOINT`, `METRICS` and `TENSORBOARD`.
+
+One process writes a run directory at a time: `create_run_dir` never hands out a taken name
+(two runs started in the same second get ``...-2``), and `exclusive` holds ``.lock`` (an
+advisory ``flock``, released by the kernel however the process ends) while a run writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from supernas.errors import ConfigError
 
 CHECKPOINT = "checkpoint.pt"  # in a phase folder
 METRICS = "metrics.jsonl"  # in a phase folder
 TENSORBOARD = "tb"  # in a phase folder
 ARCH = "arch.json"  # in a run, and in each select/<budget>/ folder
 PHASES = ("search", "train")
+LOCK = ".lock"
+
+
+def create_run_dir(parent: Path, name: str) -> Path:
+    """A new, empty ``parent/name``, or ``name-2``, ``name-3``, ... where that is taken."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for count in itertools.count(1):
+        path = parent / (name if count == 1 else f"{name}-{count}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
+
+
+def check_fresh(run_dir: Path) -> None:
+    """Refuses to start a new run in a directory that already holds one."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(
+            f"{run_dir} already exists and is not empty; continue its run with --resume "
+            "or choose another --run-dir"
+        )
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Holds ``run_dir``'s lock while the block runs; another process holding it is a
+    one-line `ConfigError`. Temporary files left by a write that was killed are removed."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            raise ConfigError(
+                f"{run_dir} is in use by another supernas process (pid {holder or '?'}); "
+                "wait for it to end"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        for stale in run_dir.rglob(".*.tmp"):  # `atomic_write_bytes`'s temporary names
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

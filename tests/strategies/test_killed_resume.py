@@ -2,6 +2,7 @@
 the arch of an uninterrupted run: every method that searches by gradient, and random search,
 through the CLI on a tiny space."""
 
+import signal
 import sys
 
 import pytest
@@ -41,3 +42,34 @@ def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
     supernas("-q", "search", "--resume", str(killed))
     supernas("-q", "search", "--run-dir", str(clean), *settings)
     assert (killed / "arch.json").read_text() == (clean / "arch.json").read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_says_how_to_resume_and_exits_143(tmp_path):
+    """What a cluster scheduler sends before it kills: the search finishes its step, writes a
+    checkpoint, prints one line and exits 128 + 15; resumed, it derives the uninterrupted arch
+    (the random search of the test above, whose clean run it repeats)."""
+    space = tmp_path / "space.yaml"
+    contract_space(num_classes=10).to_yaml(space)
+    settings = overrides(
+        f"space={space}",
+        f"search.options={OPTIONS['random']}",
+        "search.epochs=1",
+        "search.budget.target=2e5",
+        "search.arch_eval_batches=2",
+        "search.checkpoint_every=5",
+        "data.synthetic_train=480",
+        "data.batch_size=16",
+        "train.epochs=1",
+    )
+    stopped, clean = tmp_path / "stopped", tmp_path / "clean"
+    command = [sys.executable, "-m", "supernas", "-q", "search", "--run-dir", str(stopped)]
+    marker = stopped / "search" / "checkpoint.pt"  # written inside the loop, mid-epoch
+    code, err = kill_after([*command, *settings], marker, signum=signal.SIGTERM)
+    assert code == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("supernas: SIGTERM: search interrupted at step "), err
+    assert last.endswith(f"(checkpoint saved); resume with: supernas search --resume {stopped}")
+    supernas("-q", "search", "--resume", str(stopped))
+    supernas("-q", "search", "--run-dir", str(clean), *settings)
+    assert (stopped / "arch.json").read_text() == (clean / "arch.json").read_text()

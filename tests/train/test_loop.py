@@ -1,14 +1,16 @@
 """The loop in one process: metrics, hooks, logging, and exact resume after a crash."""
 
 import logging
+import os
+import signal
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 from train_fakes import assert_same_state, classifier_task, train_loader
 
-from supernas.errors import CheckpointError, ConfigError
-from supernas.train import LoopConfig, read_metrics, run_loop, seed_everything
+from supernas.errors import CheckpointError, ConfigError, Interrupted
+from supernas.train import LoopConfig, load_checkpoint, read_metrics, run_loop, seed_everything
 
 STEPS_PER_EPOCH = 10
 
@@ -122,3 +124,26 @@ def test_a_loader_without_batches_is_refused(tmp_path):
 def test_loop_config_refuses_a_zero_interval():
     with pytest.raises(ConfigError, match="checkpoint_every must be at least 1"):
         LoopConfig(epochs=1, checkpoint_every=0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, signum):
+    """A signal mid-epoch: the step it arrives in completes, a checkpoint is written at it,
+    and the run resumed from there ends where an uninterrupted one does."""
+    whole = _train(tmp_path / "whole")
+    seed_everything(0)
+    loader = train_loader()
+    task = classifier_task(len(loader))
+
+    def signal_at_7(step, values):
+        if step == 7:
+            os.kill(os.getpid(), signum)
+
+    config = LoopConfig(epochs=2, checkpoint_every=100, progress=False)
+    with pytest.raises(Interrupted) as stop:
+        run_loop(task, loader, config, tmp_path / "cut", on_step=signal_at_7)
+    assert (stop.value.signum, stop.value.step) == (signum, 7)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 7
+    assert signal.getsignal(signum) is not None  # the handlers are put back
+    resumed = _train(tmp_path / "cut", resume=True)
+    assert_same_state(resumed.state_dict(), whole.state_dict())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -18,6 +19,7 @@ from torch import nn
 from supernas.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,26 @@ def average_gradients(tensors: Iterable[torch.Tensor], env: DistEnv) -> None:
         count = tensor.grad.numel()
         tensor.grad.copy_(flat[offset : offset + count].view_as(tensor.grad))
         offset += count
+
+
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """Whether ``flag`` is set on any rank (every rank gets the same answer)."""
+    if not env.distributed:
+        return flag
+    nccl = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def from_main(value: T, env: DistEnv) -> T:
+    """Rank 0's ``value`` on every rank (e.g. the run directory only rank 0 may create)."""
+    if not env.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(env: DistEnv) -> None:

@@ -9,6 +9,10 @@ checkpoint is due, raise `DivergenceError` naming the phase, the step and the se
 before anything is written, so the last checkpoint on disk is the last finite state and nothing
 non-finite goes on to derivation, export or the report.
 
+SIGINT and SIGTERM (what a scheduler sends before it kills) do not stop a step half-way: the
+loop finishes the step, writes a checkpoint and raises `Interrupted`, which the CLI turns into
+one line saying how to resume and exit code 128 + the signal. A second signal stops at once.
+
 Resume is exact on the CPU: each epoch's batch order is a function of (seed, epoch) alone, the
 checkpoint holds the task's state and the global RNGs, and a resumed run skips the batches its
 epoch had already done, so it ends with the weights an uninterrupted run ends with. With loader
@@ -18,10 +22,13 @@ different worker loads each batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,11 +37,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from supernas.errors import CheckpointError, ConfigError, DivergenceError
+from supernas.errors import CheckpointError, ConfigError, DivergenceError, Interrupted
 from supernas.rng import derive_seed
 from supernas.rundir import CHECKPOINT
 from supernas.train.checkpoint import load_checkpoint, save_checkpoint
-from supernas.train.distributed import DistEnv, barrier
+from supernas.train.distributed import DistEnv, any_rank, barrier
 from supernas.train.metrics import MetricsWriter
 from supernas.train.seed import rng_state, set_rng_state
 
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 Hook = Callable[[int, dict[str, float]], None]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Task(Protocol):
@@ -115,33 +123,34 @@ def run_loop(
         raise ConfigError("the training loader yields no batch; lower the batch size")
     env = env or DistEnv()
     path = run_dir / CHECKPOINT
-    step = _resume(task, path, steps_per_epoch) if resume and path.is_file() else 0
-    metrics = MetricsWriter(run_dir, resume_step=step, enabled=env.is_main)
-    progress = _Progress(cfg, cfg.epochs * steps_per_epoch, step, env)
-    evaluation: dict[str, float] = {}
-    try:
-        for epoch in range(step // steps_per_epoch, cfg.epochs):
-            for batch in _epoch_batches(loader, epoch, cfg.seed, step % steps_per_epoch):
-                values = task.train_step(batch, step)
-                step += 1
-                _check_losses(values, step, cfg)
-                if step % cfg.log_every == 0 or step % steps_per_epoch == 0:
-                    metrics.write(step, step / steps_per_epoch, values)
-                progress.step(step, values)
-                if on_step is not None:
-                    on_step(step, values)
-                # The epoch-end checkpoint below must follow the evaluation, so skip it here.
-                if step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
-                    _save(task, path, step, steps_per_epoch, env, cfg)
-            evaluation = task.evaluate()
-            metrics.write(step, epoch + 1, evaluation)
-            progress.epoch_end(epoch + 1, evaluation)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, evaluation)
-            _save(task, path, step, steps_per_epoch, env, cfg)
-    finally:
-        progress.close()
-        metrics.close()
+    with _stop_requests() as requested:
+        step = _resume(task, path, steps_per_epoch) if resume and path.is_file() else 0
+        metrics = MetricsWriter(run_dir, resume_step=step, enabled=env.is_main)
+        progress = _Progress(cfg, cfg.epochs * steps_per_epoch, step, env)
+        evaluation: dict[str, float] = {}
+        try:
+            for epoch in range(step // steps_per_epoch, cfg.epochs):
+                for batch in _epoch_batches(loader, epoch, cfg.seed, step % steps_per_epoch):
+                    values = task.train_step(batch, step)
+                    step += 1
+                    _check_losses(values, step, cfg)
+                    if step % cfg.log_every == 0 or step % steps_per_epoch == 0:
+                        metrics.write(step, step / steps_per_epoch, values)
+                    progress.step(step, values)
+                    if on_step is not None:
+                        on_step(step, values)
+                    if step % steps_per_epoch:  # the epoch's last checkpoint follows evaluation
+                        due = step % cfg.checkpoint_every == 0
+                        _save_or_stop(task, path, step, steps_per_epoch, env, cfg, requested, due)
+                evaluation = task.evaluate()
+                metrics.write(step, epoch + 1, evaluation)
+                progress.epoch_end(epoch + 1, evaluation)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, evaluation)
+                _save_or_stop(task, path, step, steps_per_epoch, env, cfg, requested, True)
+        finally:
+            progress.close()
+            metrics.close()
     return evaluation or task.evaluate()  # empty when resumed after the last epoch
 
 
@@ -191,6 +200,51 @@ def _resume(task: Task, path: Path, steps_per_epoch: int) -> int:
     set_rng_state(state["rng"])
     log.info("resuming from %s at step %d", path, state["step"])
     return int(state["step"])
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """Collects SIGINT and SIGTERM while the loop runs, instead of stopping mid-step; a second
+    signal stops at once. Off the main thread (where handlers cannot be set) it collects none."""
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def request(signum: int, frame: object) -> None:
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        log.warning(
+            "%s: finishing this step, then saving a checkpoint", signal.Signals(signum).name
+        )
+
+    previous = {signum: signal.signal(signum, request) for signum in STOP_SIGNALS}
+    try:
+        yield requested
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _save_or_stop(
+    task: Task,
+    path: Path,
+    step: int,
+    steps_per_epoch: int,
+    env: DistEnv,
+    cfg: LoopConfig,
+    requested: list[int],
+    due: bool,
+) -> None:
+    """Writes the checkpoint when ``due`` or when a stop was requested on any rank, and then
+    stops with `Interrupted`."""
+    stop = any_rank(bool(requested), env)
+    if due or stop:
+        _save(task, path, step, steps_per_epoch, env, cfg)
+    if stop:
+        signum = requested[0] if requested else signal.SIGTERM  # another rank's request
+        raise Interrupted(signum, cfg.desc, step, str(path))
 
 
 def _check_losses(values: dict[str, float], step: int, cfg: LoopConfig) -> None:
