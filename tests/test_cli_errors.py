@@ -113,3 +113,10 @@ def test_every_command_has_help_with_an_example(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "example" in capsys.readouterr().out
+
+
+def test_unknown_export_format_fails_before_any_work(tmp_path, capsys):
+    run = tmp_path / "run"
+    err = _error(capsys, ["search", "--run-dir", str(run), "--set", "export=[onnx, tflite]"])
+    assert "export: unknown format 'tflite'; choose from onnx, torchscript" in err
+    assert not run.exists()

@@ -6,8 +6,11 @@ import sys
 
 import pytest
 import torch
-from runs import cli_env, kill_after, overrides, supernas, write_smallest_arch
 from safetensors.torch import load_file
+
+from runs import cli_env, kill_after, overrides, supernas, write_smallest_arch
+from supernas.cost.macs import arch_cost
+from supernas.space import get_space, smallest
 
 SETTINGS = (
     "data.synthetic_train=4096",
@@ -79,13 +82,19 @@ def test_train_then_eval_export_report(tmp_path, capsys):
 
     arch = write_smallest_arch(tmp_path / "arch.json")
     run_dir = tmp_path / "run"
-    settings = [a for a in overrides("train.epochs=1", "train.ema_decay=0.9") if a != "--set"]
+    floor = arch_cost(get_space("fmnist_small"), smallest(get_space("fmnist_small"))).macs
+    settings = [
+        a
+        for a in overrides("train.epochs=1", "train.ema_decay=0.9", f"search.budget.target={floor}")
+        if a != "--set"
+    ]
     argv = ["-q", "train", "--arch", str(arch), "--run-dir", str(run_dir)]
     for pair in settings:
         argv += ["--set", pair]
     assert main(argv) == 0
     trained = capsys.readouterr().out
     assert "test top-1" in trained and (run_dir / "report.md").is_file()
+    assert f"budget:    {floor:g} against a target of {floor:g} (macs): within it" in trained
 
     assert main(["-q", "eval", str(run_dir)]) == 0
     evaluated = capsys.readouterr().out

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ from supernas.train import (
 from supernas.train.checkpoint import atomic_write_text, save_checkpoint
 from supernas.train.distributed import from_main
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RunResult:
@@ -72,6 +75,7 @@ class RunResult:
     test_top1: float
     exports: dict[str, Any]
     report: Path | None
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)  # see `_budget_fields`
 
 
 def resolve_space(name: str) -> SearchSpace:
@@ -348,6 +352,7 @@ def finish(
 ) -> RunResult:
     """Exports the model, writes summary.json and the report (rank 0 only)."""
     cost = arch_cost(space, arch)
+    budget = _budget_fields(Budget(cfg.search.budget, space), arch)
     example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
     exports = export_model(model, example, run_dir, cfg.export)
     summary = {
@@ -358,12 +363,33 @@ def finish(
         "macs_M": round(cost.macs / 1e6, 3),
         "params_M": round(cost.params / 1e6, 4),
         "test_top1": round(test["test/top1"], 4),
+        **budget,
         **extra,
         **{f"export_{k}": v["path"] for k, v in exports.items()},
     }
     atomic_write_text(RunDir(run_dir).summary, json.dumps(summary, indent=1))
     report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
-    return RunResult(run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report)
+    return RunResult(
+        run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report, budget
+    )
+
+
+def _budget_fields(budget: Budget, arch: Arch) -> dict[str, Any]:
+    """The summary's account of the budget: its metric, target, the arch's cost in it and
+    whether it fits; a warning when it does not (an arch given to ``train``, say)."""
+    if budget.target is None and budget.name == "macs":
+        return {}  # the MACs are in the summary already
+    cost = budget.cost(arch)
+    fields: dict[str, Any] = {"budget_metric": budget.name, "budget_cost": round(cost, 4)}
+    if budget.target is not None:
+        fields.update(budget_target=budget.target, within_budget=cost <= budget.target)
+        if cost > budget.target:
+            log.warning(
+                "the arch costs %s, over the budget of %s",
+                budget.describe(cost),
+                budget.describe(budget.target),
+            )
+    return fields
 
 
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
@@ -427,6 +453,7 @@ def _train(
     seed_everything(cfg.seed)
     space = resolve_space(cfg.space)
     arch = load_arch(space, Path(arch_path))
+    Budget(cfg.search.budget, space)  # the summary reports against it: check it before work
     device = resolve_device(cfg.device, env)
     with _own_run_dir(cfg, run_dir, "train", resume, env) as run_dir:
         if env.is_main and not resume:

@@ -233,6 +233,13 @@ def _print_result(result) -> None:
         f"cost:      {result.macs / 1e6:.2f}M MACs, {result.params / 1e6:.3f}M params "
         f"at {result.arch.resolution}px"
     )
+    budget = result.budget
+    if "budget_target" in budget:
+        verdict = "within it" if budget["within_budget"] else "OVER IT"
+        print(
+            f"budget:    {budget['budget_cost']:g} against a target of "
+            f"{budget['budget_target']:g} ({budget['budget_metric']}): {verdict}"
+        )
     print(f"test top-1: {100 * result.test_top1:.2f}%")
     print(f"run dir:   {result.run_dir}")
     print(f"arch JSON: {result.run_dir / 'arch.json'}")

@@ -69,6 +69,13 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # the final model
     export: list[str] = dataclasses.field(default_factory=lambda: list(EXPORT_FORMATS))
 
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.export if name not in EXPORT_FORMATS]
+        if unknown:  # found here, not after the search and the training
+            raise ConfigError(
+                f"export: unknown format {unknown[0]!r}; choose from {', '.join(EXPORT_FORMATS)}"
+            )
+
 
 def load_run_config(recipe: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the recipe, then ``--set`` overrides, all checked strictly."""

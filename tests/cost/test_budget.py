@@ -112,3 +112,24 @@ def test_old_recipe_fails_on_the_command_line_before_any_work(tmp_path, capsys):
         "search.budget.metric (no cost term: leave search.budget.target unset)"
     )
     assert not out.exists()
+
+
+def test_the_summary_says_whether_the_arch_fits_and_warns_when_not(caplog):
+    from supernas.api import _budget_fields
+
+    space = small_space("fmnist_small")
+    arch = sample(space, random.Random(2))
+    cost = arch_cost(space, arch).macs
+    assert _budget_fields(Budget.of(space), arch) == {}  # MACs are in the summary anyway
+    assert _budget_fields(Budget.of(space, cost), arch)["within_budget"] is True
+    with caplog.at_level(logging.WARNING):
+        over = _budget_fields(Budget.of(space, cost - 1), arch)
+    assert over == {
+        "budget_metric": "macs",
+        "budget_cost": cost,
+        "budget_target": cost - 1,
+        "within_budget": False,
+    }
+    assert "over the budget of" in caplog.text
+    latency = _budget_fields(Budget.of(space, None, "latency", fake_table(space)), arch)
+    assert latency["budget_metric"] == "latency" and latency["budget_cost"] > 0

@@ -81,3 +81,12 @@ def test_unwrap_removes_torch_compile():
     compiled = torch.compile(model)  # compiles lazily, at the first call
     assert unwrap(compiled) is model
     assert list(unwrap(compiled).state_dict()) == ["weight", "bias"]
+
+
+def test_files_keep_the_users_umask(tmp_path):
+    from supernas.train.checkpoint import UMASK, atomic_write_text
+
+    atomic_write_text(tmp_path / "summary.json", "{}")
+    save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+    for name in ("summary.json", "checkpoint.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~UMASK

@@ -29,6 +29,15 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
     """Calls ``write(file)`` on a temp file beside ``path``, then renames it over ``path``.
 
@@ -39,6 +48,7 @@ def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], object]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; open() would honour the umask
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
