@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,24 @@ def test_unknown_export_format_fails_before_any_work(tmp_path, capsys):
     err = _error(capsys, ["search", "--run-dir", str(run), "--set", "export=[onnx, tflite]"])
     assert "export: unknown format 'tflite'; choose from onnx, torchscript" in err
     assert not run.exists()
+
+
+def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkeypatch):
+    import supernas.cli as cli
+
+    def broken(args):
+        raise RuntimeError("index out of step\nsecond line")
+
+    monkeypatch.setattr(cli, "_dispatch", broken)
+    monkeypatch.delenv("SUPERNAS_TRACEBACK", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    assert main(["space", "list"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(
+        "supernas: internal error (a bug, please report it): RuntimeError: index out of step; "
+    )
+    written = Path(err.rsplit("traceback in ", 1)[1])
+    assert written.parent == tmp_path and "RuntimeError" in written.read_text()
+    monkeypatch.setenv("SUPERNAS_TRACEBACK", "1")
+    with pytest.raises(RuntimeError):
+        main(["space", "list"])

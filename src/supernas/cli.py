@@ -2,7 +2,8 @@
 
 A user mistake (`SupernasError`) prints ``supernas: error: <one line>`` and exits with code 2;
 SIGINT or SIGTERM during a run prints how to resume it and exits with 128 + the signal (130,
-143); any other exception is a bug and keeps its traceback.
+143). Any other exception is a bug: one line and exit code 1, the traceback written to a file
+in the run directory (or the temporary folder); ``SUPERNAS_TRACEBACK=1`` raises it instead.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 from supernas.errors import Interrupted, SupernasError
@@ -341,4 +346,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("supernas: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except Exception as error:  # a bug: one line here, the traceback in a file
+        if os.environ.get("SUPERNAS_TRACEBACK"):
+            raise
+        path = _write_traceback(args)
+        print(
+            f"supernas: internal error (a bug, please report it): {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}; traceback in {path}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _write_traceback(args: argparse.Namespace) -> Path:
+    """Writes the current exception's traceback into the run directory when there is one,
+    else into the temporary folder; returns the file."""
+    run_dir = getattr(args, "run_dir", None) or getattr(args, "resume", None)
+    folder = Path(run_dir) if run_dir and Path(run_dir).is_dir() else Path(tempfile.gettempdir())
+    path = folder / f"supernas-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    path.write_text(traceback.format_exc())
+    return path

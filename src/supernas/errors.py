@@ -2,7 +2,7 @@
 
 Every mistake a user can make (a bad space, arch, config, data path or checkpoint) raises a
 subclass of `SupernasError` with a one-line message; the CLI prints it and exits with code 2.
-Any other exception is a bug and keeps its traceback.
+Any other exception is a bug: the CLI prints one line and writes the traceback to a file.
 """
 
 

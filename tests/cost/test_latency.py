@@ -130,3 +130,41 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("supernas: error: latency table was measured for space tiny")
     assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"entries": "all nan"}, "is nan, not a positive finite ms"),
+        ({"entries": "all negative"}, "is -1.0, not a positive finite ms"),
+        ({"entries": "one string"}, "is 'fast', not a number of ms"),
+        ({"entries": {}}, "no entries"),
+        ({"overhead_ms": float("inf")}, "overhead_ms is inf, not finite"),
+        ({"batch_size": 0}, "batch_size is 0, not a positive integer"),
+        ({"repeats": 2.5}, "repeats is 2.5, not a positive integer"),
+    ],
+)
+def test_a_table_that_cannot_be_true_is_refused_on_load(table, tmp_path, change, message):
+    data = json.loads(table.to_json())
+    entries = data["entries"]
+    value = change.get("entries")
+    if value == "all nan":
+        data["entries"] = {key: float("nan") for key in entries}
+    elif value == "all negative":
+        data["entries"] = {key: -1.0 for key in entries}
+    elif value == "one string":
+        data["entries"] = {**entries, next(iter(entries)): "fast"}
+    else:
+        data.update(change)
+    (tmp_path / "lut.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message):
+        LatencyTable.load(tmp_path / "lut.json")
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--repeats", "--rounds"])
+def test_cli_refuses_zero_timings_before_measuring(tmp_path, capsys, flag):
+    out = tmp_path / "lut.json"
+    argv = ["latency", "build", "--space", "fmnist_small", flag, "0", "--out", str(out)]
+    assert main(["-q", *argv]) == 2
+    assert "must be at least 1" in capsys.readouterr().err
+    assert not out.exists()

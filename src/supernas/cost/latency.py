@@ -22,6 +22,7 @@ Key examples (our blocks have more fields than the reference's ``expanded_conv``
 from __future__ import annotations
 
 import json
+import math
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,6 +143,28 @@ class LatencyTable:
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise ConfigError(f"{path} is not a supernas latency table (format {FORMAT})")
         try:
-            return cls(**data)
+            table = cls(**data)
         except TypeError as error:
             raise ConfigError(f"malformed latency table {path}: {error}") from None
+        table.validate(str(path))
+        return table
+
+    def validate(self, where: str = "latency table") -> None:
+        """Refuses entries that are not positive finite milliseconds, and a non-finite
+        overhead (a fitted overhead may be negative), before any search reads them."""
+        if not isinstance(self.entries, dict) or not self.entries:
+            raise ConfigError(f"{where}: no entries")
+        for key, value in self.entries.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}: entry {key} is {value!r}, not a number of ms")
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{where}: entry {key} is {value}, not a positive finite ms")
+        overhead = self.overhead_ms
+        if isinstance(overhead, bool) or not isinstance(overhead, (int, float)):
+            raise ConfigError(f"{where}: overhead_ms is {overhead!r}, not a number")
+        if not math.isfinite(overhead):
+            raise ConfigError(f"{where}: overhead_ms is {overhead}, not finite")
+        for name in ("batch_size", "threads", "repeats", "rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: {name} is {value!r}, not a positive integer")

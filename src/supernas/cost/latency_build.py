@@ -60,6 +60,13 @@ class Timing:
     repeats: int = 15
     rounds: int = 3  # interleaved passes; a value is the smallest of its per-pass medians
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "repeats", "rounds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"latency timing: {name} must be at least 1")
+        if self.warmup < 0:
+            raise ConfigError("latency timing: warmup must be at least 0")
+
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 _TRIM_THRESHOLD = 2**31 - 1  # never hand the top of the heap back to the OS

@@ -108,6 +108,7 @@ class Latency(Metric):
                 "metric latency needs search.budget.lut (see 'supernas latency build')"
             )
         self.table = lut if isinstance(lut, LatencyTable) else LatencyTable.load(lut)
+        self.table.validate()
         self.table.check(space)
         self.overhead = self.table.overhead_ms
 
