@@ -66,9 +66,20 @@ def language_space(
         in_channels=2,
         num_classes=5,
         resolutions=(12, 16),
-        stem=StemSpec(out_channels=(8, 16), stride=1, activation="hswish"),
+        # Stem and head fields vary across the four spaces: kernel 1, 3 or 5, stride 1 or 2,
+        # dropout or none.
+        stem=StemSpec(
+            out_channels=(8, 16),
+            kernel_size={"crop": 3, "separate": 5}[kernel_sharing] - 2 * tie_stages,
+            stride=2 if tie_stages else 1,
+            activation="hswish",
+        ),
         blocks=blocks,
-        head=HeadSpec(hidden_channels=(24, 32), activation="swish"),
+        head=HeadSpec(
+            hidden_channels=(24, 32),
+            activation="swish",
+            dropout=0.1 if shortcut == "always" else 0.0,
+        ),
         kernel_sharing=kernel_sharing,
         shortcut=shortcut,
         tie_stages=tie_stages,

@@ -57,3 +57,38 @@ def test_malformed_space_file(tmp_path):
 def test_count_archs_small_space_by_hand():
     # proxyless_mobile: 21 mixed blocks of 6 candidates, 15 of them with the zero op too.
     assert count_archs(get_space("proxyless_mobile")) == 7**15 * 6**6
+
+
+def _changed(section: str, field: str, value):
+    """fmnist_small's plain data with one field changed, as a user's space file would hold."""
+    data = get_space("fmnist_small").to_dict()
+    target = data if section == "space" else data[section]
+    if section == "blocks":
+        target = target[1]
+    target[field] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        ("stem", "kernel_size", 4, "stem: kernel size 4 must be odd and positive"),
+        ("stem", "kernel_size", 0, "stem: kernel size 0 must be odd"),
+        ("blocks", "kernel_sizes", [3, 4], r"block 1 \(stage 2\): kernel size 4 must be odd"),
+        ("blocks", "out_channels", [16.0, 24], "out_channels 16.0 must be a positive integer"),
+        ("blocks", "expansions", [0, 3], "expansions 0 must be a positive number"),
+        ("blocks", "attentions", ["se"], "attention 'se' must be an integer >= 0"),
+        ("blocks", "stride", True, "stride True not in"),
+        ("space", "width_divisor", 0, "width_divisor 0 must be a positive integer"),
+        ("space", "se_ratio", -1, r"se_ratio -1 must be in \(0, 1\]"),
+        ("space", "in_channels", 1.5, "in_channels 1.5 must be a positive integer"),
+        ("space", "resolutions", [28.5], "resolutions 28.5 must be a positive integer"),
+        ("head", "dropout", 1.5, r"head: dropout 1.5 not in \[0, 1\)"),
+        ("head", "hidden_channels", ["wide"], "hidden_channels 'wide' must be a positive"),
+    ],
+)
+def test_a_space_file_that_would_build_wrong_is_refused_with_its_field(
+    section, field, value, message
+):
+    with pytest.raises(SpaceError, match=message):
+        SearchSpace.from_dict(_changed(section, field, value))

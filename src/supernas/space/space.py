@@ -164,28 +164,56 @@ def _check(condition: bool, message: str) -> None:
         raise SpaceError(message)
 
 
-def _check_options(where: str, name: str, options: tuple, allowed=None) -> None:
-    _check(len(options) > 0, f"{where}: {name} has no options")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_options(where: str, name: str, options: tuple, allowed=None, integer=True) -> None:
+    """Options of a choice: a non-empty tuple without repeats, each in ``allowed`` or else a
+    positive (by default integer) number."""
+    _check(isinstance(options, tuple) and len(options) > 0, f"{where}: {name} has no options")
     _check(len(set(options)) == len(options), f"{where}: {name} has repeated options {options}")
     for option in options:
         if allowed is not None:
             _check(option in allowed, f"{where}: {name} {option!r} not in {allowed}")
-        else:
-            _check(option > 0, f"{where}: {name} {option!r} must be positive")
+            continue
+        kind = "a positive integer" if integer else "a positive number"
+        valid = _is_int(option) if integer else _is_number(option)
+        _check(valid and option > 0, f"{where}: {name} {option!r} must be {kind}")
+
+
+def _check_kernel(where: str, kernel: Any) -> None:
+    """Odd: an even kernel's 'same' padding shifts the output, and its MACs differ from the
+    cost model's."""
+    _check(
+        _is_int(kernel) and kernel > 0 and kernel % 2 == 1,
+        f"{where}: kernel size {kernel!r} must be odd and positive",
+    )
 
 
 def _validate_block(index: int, block: BlockSpec) -> None:
     where = f"block {index} (stage {block.stage})"
-    _check(block.stride in (1, 2), f"{where}: stride {block.stride} not in (1, 2)")
+    _check(
+        _is_int(block.stride) and block.stride in (1, 2),
+        f"{where}: stride {block.stride!r} not in (1, 2)",
+    )
     _check_options(where, "out_channels", block.out_channels)
-    _check_options(where, "expansions", block.expansions)
+    _check_options(where, "expansions", block.expansions, integer=False)
     _check_options(where, "kernel_sizes", block.kernel_sizes)
     for k in block.kernel_sizes:
-        _check(k % 2 == 1, f"{where}: kernel size {k} must be odd")
+        _check_kernel(where, k)
     _check_options(where, "activations", block.activations, ACTIVATIONS)
     _check(len(block.attentions) > 0, f"{where}: attentions has no options")
     for splits in block.attentions:
-        _check(splits >= 0, f"{where}: attention {splits} must be >= 0")
+        _check(
+            _is_int(splits) and splits >= 0,
+            f"{where}: attention {splits!r} must be an integer >= 0 (0 none, 1 squeeze-excite, "
+            "r >= 2 split-attention)",
+        )
     _check(
         not (block.optional and block.stride != 1),
         f"{where}: only a stride-1 block may be optional (skipping must keep the shape)",
@@ -210,7 +238,22 @@ def _validate_tied_stages(space: SearchSpace) -> None:
 
 def _validate_space(space: SearchSpace) -> None:
     _check(bool(space.name), "space: name is empty")
-    _check(space.in_channels > 0 and space.num_classes > 1, "space: bad in_channels/num_classes")
+    _check(
+        _is_int(space.in_channels) and space.in_channels > 0,
+        f"space: in_channels {space.in_channels!r} must be a positive integer",
+    )
+    _check(
+        _is_int(space.num_classes) and space.num_classes > 1,
+        f"space: num_classes {space.num_classes!r} must be an integer above 1",
+    )
+    _check(
+        _is_int(space.width_divisor) and space.width_divisor > 0,
+        f"space: width_divisor {space.width_divisor!r} must be a positive integer",
+    )
+    _check(
+        _is_number(space.se_ratio) and 0 < space.se_ratio <= 1,
+        f"space: se_ratio {space.se_ratio!r} must be in (0, 1]",
+    )
     _check(len(space.blocks) > 0, "space: no blocks")
     _check(space.kernel_sharing in KERNEL_SHARING, f"space: kernel_sharing not in {KERNEL_SHARING}")
     _check(space.shortcut in SHORTCUTS, f"space: shortcut {space.shortcut!r} not in {SHORTCUTS}")
@@ -218,10 +261,14 @@ def _validate_space(space: SearchSpace) -> None:
         space.width_rounding in ROUNDING_RULES, f"space: unknown rounding {space.width_rounding}"
     )
     _check_options("stem", "out_channels", space.stem.out_channels)
-    _check(space.stem.stride in (1, 2), f"stem: stride {space.stem.stride} not in (1, 2)")
+    stride = space.stem.stride
+    _check(_is_int(stride) and stride in (1, 2), f"stem: stride {stride!r} not in (1, 2)")
+    _check_kernel("stem", space.stem.kernel_size)
     _check(space.stem.activation in ACTIVATIONS, f"stem: activation not in {ACTIVATIONS}")
     _check_options("head", "hidden_channels", space.head.hidden_channels)
     _check(space.head.activation in ACTIVATIONS, f"head: activation not in {ACTIVATIONS}")
+    dropout = space.head.dropout
+    _check(_is_number(dropout) and 0 <= dropout < 1, f"head: dropout {dropout!r} not in [0, 1)")
     _check_options("space", "resolutions", space.resolutions)
     stages = [b.stage for b in space.blocks]
     _check(stages == sorted(stages), "space: blocks must be ordered by stage")
