@@ -1,5 +1,6 @@
 """Every user mistake exits with code 2 and one line on stderr, never a traceback."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,31 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkey
     monkeypatch.setenv("SUPERNAS_TRACEBACK", "1")
     with pytest.raises(RuntimeError):
         main(["space", "list"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["search.lr=-0.1"], "search.lr = -0.1 must be positive"),
+        (["search.lr=.nan"], "search.lr = nan must be positive"),
+        (["search.momentum=1.5"], r"search.momentum = 1.5 must be in \[0, 1\)"),
+        (["train.lr=.inf"], "train.lr = inf must be positive"),
+        (["train.label_smoothing=-0.1"], "train.label_smoothing = -0.1 must be in"),
+        (["seed=-1"], "run.seed = -1 must be non-negative"),
+        (["search.budget.target=.nan"], "search.budget.target must be a positive number"),
+        (["train.epochs=[1"], r"override 'train.epochs=\[1': the value is not valid YAML"),
+    ],
+)
+def test_bad_numbers_and_values_fail_before_any_work(tmp_path, capsys, overrides, message):
+    run = tmp_path / "run"
+    argv = ["search", "--run-dir", str(run)]
+    for pair in overrides:
+        argv += ["--set", pair]
+    assert re.search(message, _error(capsys, argv))
+    assert not run.exists()
+
+
+def test_a_recipe_that_is_not_text_is_one_line(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(b"\xff\xfe\x00bad")
+    assert f"recipe {recipe} is not UTF-8 text" in _error(capsys, ["search", str(recipe)])

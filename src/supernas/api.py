@@ -471,6 +471,8 @@ def load_arch(space: SearchSpace, path: Path) -> Arch:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read arch file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"arch file {path} is not UTF-8 text") from None
     return arch_from_json(space, text)
 
 

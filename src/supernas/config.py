@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import io
+import math
 import textwrap
 import tokenize
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -84,6 +86,25 @@ def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
     return value
 
 
+RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "positive": ("positive", lambda v: v > 0),
+    "non_negative": ("non-negative", lambda v: v >= 0),
+    "fraction": ("in [0, 1)", lambda v: 0 <= v < 1),
+}
+
+
+def check_ranges(section: str, config: Any, **ranges: tuple[str, ...]) -> None:
+    """Refuses a named field of ``config`` that is NaN, infinite or out of its range, e.g.
+    ``check_ranges("search", self, positive=("lr",), fraction=("momentum",))``; None passes
+    (a field that may be None says so in its type)."""
+    for kind, names in ranges.items():
+        label, holds = RANGES[kind]
+        for name in names:
+            value = getattr(config, name)
+            if value is not None and not (math.isfinite(value) and holds(value)):
+                raise ConfigError(f"{section}.{name} = {value!r} must be {label}")
+
+
 def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
@@ -94,6 +115,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise ConfigError(f"cannot read recipe {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
@@ -112,7 +135,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} is not of the form key=value")
-        value = yaml.safe_load(text) if text else None
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
         target = result
         parts = key.split(".")
         for part in parts[:-1]:

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
-from supernas.config import apply_overrides, from_dict, load_yaml
+from supernas.config import apply_overrides, check_ranges, from_dict, load_yaml
 from supernas.cost.budget import BudgetConfig
 from supernas.data import DataConfig
 from supernas.errors import ConfigError
@@ -42,6 +42,14 @@ class SearchConfig:
     }
 
     def __post_init__(self) -> None:
+        check_ranges(
+            "search",
+            self,
+            positive=("epochs", "lr", "lr_decay", "lr_decay_epochs", "log_every")
+            + ("checkpoint_every", "arch_eval_batches", "limit_train"),
+            non_negative=("weight_decay", "warmup_epochs", "lr_floor"),
+            fraction=("momentum",),
+        )
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"search.schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}"
@@ -70,6 +78,7 @@ class RunConfig:
     export: list[str] = dataclasses.field(default_factory=lambda: list(EXPORT_FORMATS))
 
     def __post_init__(self) -> None:
+        check_ranges("run", self, non_negative=("seed",))
         unknown = [name for name in self.export if name not in EXPORT_FORMATS]
         if unknown:  # found here, not after the search and the training
             raise ConfigError(

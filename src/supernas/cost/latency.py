@@ -138,7 +138,7 @@ class LatencyTable:
     def load(cls, path: str | Path) -> LatencyTable:
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read latency table {path}: {error}") from None
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise ConfigError(f"{path} is not a supernas latency table (format {FORMAT})")

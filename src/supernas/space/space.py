@@ -140,7 +140,7 @@ class SearchSpace:
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         try:
             data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as error:
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
             raise SpaceError(f"cannot read space file {path}: {error}") from None
         if not isinstance(data, dict):
             raise SpaceError(f"space file {path} does not hold a mapping")

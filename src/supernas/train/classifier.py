@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
+from supernas.config import check_ranges
 from supernas.errors import ConfigError
 from supernas.train.checkpoint import unwrap
 from supernas.train.distributed import DistEnv, wrap_ddp
@@ -39,6 +40,13 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
 
     def __post_init__(self) -> None:
+        check_ranges(
+            "train",
+            self,
+            positive=("epochs", "lr", "clip_grad_norm", "log_every", "checkpoint_every"),
+            non_negative=("weight_decay", "warmup_epochs"),
+            fraction=("momentum", "label_smoothing", "ema_decay"),
+        )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
