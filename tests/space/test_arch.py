@@ -85,6 +85,9 @@ def _edit(arch_json: str, path: list, value) -> str:
         (["blocks", 0], {"present": False}, "block 0 (stage 1): this block cannot be skipped"),
         (["blocks", 2, "colour"], 1, "block 2: unknown keys ['colour']"),
         (["format"], 7, "arch JSON format 7 is not 1"),
+        (["blocks"], {"0": {}}, "arch JSON: blocks must be a list, got dict"),
+        (["blocks", 0, "out_channels"], 16.0, "block 0 (stage 1): out_channels 16.0 not in"),
+        (["stem_channels"], True, "stem out_channels True not in"),
     ],
 )
 def test_invalid_arch_json_names_block_and_value(path, value, message):

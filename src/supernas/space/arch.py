@@ -122,6 +122,8 @@ def arch_from_dict(space: SearchSpace, data: Any) -> Arch:
             f"arch belongs to space {data.get('space')!r} ({data.get('fingerprint')}), "
             f"not {space.name!r} ({space.fingerprint})"
         )
+    if not isinstance(data.get("blocks", []), list):
+        raise ArchError(f"arch JSON: blocks must be a list, got {type(data['blocks']).__name__}")
     try:
         blocks = tuple(_block_from_dict(space, i, b) for i, b in enumerate(data["blocks"]))
         arch = Arch(
@@ -224,7 +226,14 @@ def validate(space: SearchSpace, arch: Arch) -> None:
 
 
 def _check_value(where: str, value: Any, allowed: tuple) -> None:
-    if type(value) is bool or value not in allowed:
+    # 16.0 == 16 and True == 1: an integer option takes only an int, or a float width would
+    # reach the layers; a float option (an expansion) takes an int of its value too.
+    def matches(option: Any) -> bool:
+        if isinstance(option, float):
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return type(value) is type(option)
+
+    if not any(matches(option) and value == option for option in allowed):
         raise ArchError(f"{where} {value!r} not in {tuple(allowed)}")
 
 
