@@ -110,3 +110,6 @@ def test_train_then_eval_export_report(tmp_path, capsys):
     capsys.readouterr()
     assert main(["-q", "report", str(run_dir)]) == 0
     assert capsys.readouterr().out.strip().endswith("report.md")
+    (run_dir / "summary.json").write_text('{"test_top1": 0.9')  # cut short
+    assert main(["-q", "report", str(run_dir)]) == 2
+    assert "summary.json is damaged: it is not JSON" in capsys.readouterr().err

@@ -220,7 +220,7 @@ def run_search_phase(
     arch_path = files.arch
     if resume and arch_path.is_file():
         candidates_path = files.candidates
-        candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
+        candidates = _read_json(candidates_path, [])
         return arch_from_json(space, arch_path.read_text()), candidates
     settings = SearchSettings.of(cfg, space)
     data = build_data(_search_data(cfg))
@@ -466,6 +466,16 @@ def _train(
         return finish(cfg, space, arch, model, test, run_dir, extra, [])
 
 
+def _read_json(path: Path, default: Any) -> Any:
+    """A run's JSON file, ``default`` when absent; a damaged one is a one-line error."""
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is damaged: it is not JSON") from None
+
+
 def load_arch(space: SearchSpace, path: Path) -> Arch:
     try:
         text = path.read_text()
@@ -520,11 +530,11 @@ def report(run_dir: Path) -> Path:
     space = resolve_space(cfg.space)
     files = RunDir(run_dir)
     summary_path = files.summary
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = _read_json(summary_path, {})
     arch_path = files.arch
     rows = _arch_rows(space, load_arch(space, arch_path)) if arch_path.is_file() else []
     candidates_path = files.candidates
-    candidates = json.loads(candidates_path.read_text()) if candidates_path.is_file() else []
+    candidates = _read_json(candidates_path, [])
     return write_report(run_dir, summary, rows, candidates)
 
 

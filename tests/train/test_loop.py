@@ -147,3 +147,16 @@ def test_a_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, signum):
     assert signal.getsignal(signum) is not None  # the handlers are put back
     resumed = _train(tmp_path / "cut", resume=True)
     assert_same_state(resumed.state_dict(), whole.state_dict())
+
+
+def test_a_checkpoint_of_another_run_is_one_line(tmp_path):
+    _train(tmp_path)
+    loader = train_loader()
+    task = classifier_task(len(loader))
+
+    def another_method(state):
+        raise KeyError("alpha")
+
+    task.load_state_dict = another_method
+    with pytest.raises(CheckpointError, match="does not fit this run .*: 'alpha'"):
+        run_loop(task, loader, LoopConfig(epochs=3, progress=False), tmp_path, resume=True)

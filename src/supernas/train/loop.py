@@ -196,7 +196,14 @@ def _resume(task: Task, path: Path, steps_per_epoch: int) -> int:
             f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch and "
             f"this run has {steps_per_epoch}; resume with the same batch size and process count"
         )
-    task.load_state_dict(state["task"])
+    try:
+        task.load_state_dict(state["task"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # another run's state
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run (another space, method or settings): "
+            f"{first}"
+        ) from None
     set_rng_state(state["rng"])
     log.info("resuming from %s at step %d", path, state["step"])
     return int(state["step"])
