@@ -1,5 +1,6 @@
 """Every user mistake exits with code 2 and one line on stderr, never a traceback."""
 
+import os
 import re
 import subprocess
 import sys
@@ -171,3 +172,23 @@ def test_a_recipe_that_is_not_text_is_one_line(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_bytes(b"\xff\xfe\x00bad")
     assert f"recipe {recipe} is not UTF-8 text" in _error(capsys, ["search", str(recipe)])
+
+
+def test_a_run_dir_under_a_file_is_one_line(tmp_path, capsys):
+    taken = tmp_path / "a_file"
+    taken.write_text("not a folder")
+    argv = ["search", "--run-dir", str(taken / "run"), "--set", "data.name=synthetic"]
+    assert _error(capsys, argv) == f"supernas: error: Not a directory: {taken / 'run'}"
+
+
+def test_a_read_only_run_dir_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "read_only"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who may write anywhere (root)")
+        err = _error(capsys, ["search", "--run-dir", str(locked / "run")])
+        assert err.startswith("supernas: error: Permission denied: ")
+    finally:
+        locked.chmod(0o700)

@@ -2,8 +2,9 @@
 
 A user mistake (`SupernasError`) prints ``supernas: error: <one line>`` and exits with code 2;
 SIGINT or SIGTERM during a run prints how to resume it and exits with 128 + the signal (130,
-143). Any other exception is a bug: one line and exit code 1, the traceback written to a file
-in the run directory (or the temporary folder); ``SUPERNAS_TRACEBACK=1`` raises it instead.
+143). An OSError (a full disk, a read-only folder, a path that is a file) is one line and exit
+code 2 as well. Any other exception is a bug: one line and exit code 1, the traceback written
+to a file in the run directory (or the temporary folder); ``SUPERNAS_TRACEBACK=1`` raises it.
 """
 
 from __future__ import annotations
@@ -346,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("supernas: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except OSError as error:  # the machine's refusal: a full disk, a read-only or bad path
+        where = f": {error.filename}" if error.filename else ""
+        print(f"supernas: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
     except Exception as error:  # a bug: one line here, the traceback in a file
         if os.environ.get("SUPERNAS_TRACEBACK"):
             raise

@@ -201,8 +201,7 @@ def _resume(task: Task, path: Path, steps_per_epoch: int) -> int:
     except (KeyError, ValueError, TypeError, RuntimeError) as error:  # another run's state
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"checkpoint {path} does not fit this run (another space, method or settings): "
-            f"{first}"
+            f"checkpoint {path} does not fit this run (another space, method or settings): {first}"
         ) from None
     set_rng_state(state["rng"])
     log.info("resuming from %s at step %d", path, state["step"])
