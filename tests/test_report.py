@@ -119,3 +119,16 @@ def test_cost_accuracy_plot_marks_the_chosen(tmp_path):
     plain = plot_cost_accuracy(points, [], tmp_path / "plain.png").read_bytes()
     marked = plot_cost_accuracy(points, ["b"], tmp_path / "marked.png").read_bytes()
     assert plain.startswith(PNG_MAGIC) and plain != marked
+
+
+def test_near_chance_results_are_said_in_one_line_each():
+    from supernas.api import near_chance
+
+    guessing = [{"arch_top1": 0.11}, {"arch_top1": 0.13}]
+    lines = near_chance(10, guessing, test_top1=0.12)
+    assert len(lines) == 2
+    assert lines[0].startswith("every candidate scored at most 13.0% on the arch split")
+    assert "near chance (10.0%), so the choice among them was random" in lines[0]
+    assert lines[1].startswith("test top-1 12.0% is near chance (10.0%)")
+    assert near_chance(10, [{"arch_top1": 0.11}, {"arch_top1": 0.4}], test_top1=0.9) == []
+    assert near_chance(4, [], test_top1=0.5) == []

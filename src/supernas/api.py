@@ -76,6 +76,7 @@ class RunResult:
     exports: dict[str, Any]
     report: Path | None
     budget: dict[str, Any] = dataclasses.field(default_factory=dict)  # see `_budget_fields`
+    warnings: list[str] = dataclasses.field(default_factory=list)  # see `near_chance`
 
 
 def resolve_space(name: str) -> SearchSpace:
@@ -353,6 +354,7 @@ def finish(
     """Exports the model, writes summary.json and the report (rank 0 only)."""
     cost = arch_cost(space, arch)
     budget = _budget_fields(Budget(cfg.search.budget, space), arch)
+    warnings = near_chance(space.num_classes, candidates, test["test/top1"])
     example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
     exports = export_model(model, example, run_dir, cfg.export)
     summary = {
@@ -364,14 +366,36 @@ def finish(
         "params_M": round(cost.params / 1e6, 4),
         "test_top1": round(test["test/top1"], 4),
         **budget,
+        **({"warning": " / ".join(warnings)} if warnings else {}),
         **extra,
         **{f"export_{k}": v["path"] for k, v in exports.items()},
     }
     atomic_write_text(RunDir(run_dir).summary, json.dumps(summary, indent=1))
     report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
     return RunResult(
-        run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report, budget
+        run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report, budget, warnings
     )
+
+
+def near_chance(num_classes: int, candidates: list[dict], test_top1: float) -> list[str]:
+    """One line each when the search's candidates or the final model score near chance
+    (below 1.5 times it): a choice among candidates that all guess is a random one."""
+    chance, lines = 1 / num_classes, []
+    scores = [c["arch_top1"] for c in candidates if "arch_top1" in c]
+    if scores and max(scores) < 1.5 * chance:
+        lines.append(
+            f"every candidate scored at most {max(scores):.1%} on the arch split, near chance "
+            f"({chance:.1%}), so the choice among them was random; search longer "
+            "(search.epochs, search.limit_train)"
+        )
+    if test_top1 < 1.5 * chance:
+        lines.append(
+            f"test top-1 {test_top1:.1%} is near chance ({chance:.1%}): the model did not "
+            "learn; train longer (train.epochs) or check the data"
+        )
+    for line in lines:
+        log.warning(line)
+    return lines
 
 
 def _budget_fields(budget: Budget, arch: Arch) -> dict[str, Any]:

@@ -247,6 +247,8 @@ def _print_result(result) -> None:
             f"{budget['budget_target']:g} ({budget['budget_metric']}): {verdict}"
         )
     print(f"test top-1: {100 * result.test_top1:.2f}%")
+    for warning in result.warnings:
+        print(f"WARNING:   {warning}")
     print(f"run dir:   {result.run_dir}")
     print(f"arch JSON: {result.run_dir / 'arch.json'}")
     for name, info in result.exports.items():
