@@ -61,7 +61,7 @@ from supernas.train import (
     wrap_ddp,
 )
 from supernas.train.checkpoint import atomic_write_text, save_checkpoint
-from supernas.train.distributed import from_main
+from supernas.train.distributed import from_main, rank_failures
 
 log = logging.getLogger(__name__)
 
@@ -418,9 +418,10 @@ def _budget_fields(budget: Budget, arch: Arch) -> dict[str, Any]:
 
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
-    env = init_distributed(cfg.device)
+    env = init_distributed(cfg.device, cfg.timeout_s)
     try:
-        return _search(cfg, run_dir, resume, env)
+        with rank_failures(env, cfg.timeout_s):
+            return _search(cfg, run_dir, resume, env)
     finally:
         cleanup(env)
 
@@ -464,9 +465,10 @@ def train(
     cfg: RunConfig, arch_path: Path, run_dir: Path | None = None, resume: bool = False
 ) -> RunResult:
     """Trains a given arch (JSON) from scratch, evaluates, exports and reports."""
-    env = init_distributed(cfg.device)
+    env = init_distributed(cfg.device, cfg.timeout_s)
     try:
-        return _train(cfg, arch_path, run_dir, resume, env)
+        with rank_failures(env, cfg.timeout_s):
+            return _train(cfg, arch_path, run_dir, resume, env)
     finally:
         cleanup(env)
 

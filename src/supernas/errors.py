@@ -46,5 +46,9 @@ class DivergenceError(SupernasError):
     """A run's loss or weights became non-finite; its last checkpoint is the last finite one."""
 
 
+class RankError(SupernasError):
+    """Another process of a distributed run hung or died; the run stopped at a collective."""
+
+
 class ExportError(SupernasError):
     """An export format is unknown or the exported model disagrees with PyTorch."""

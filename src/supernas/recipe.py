@@ -72,13 +72,14 @@ class RunConfig:
     space: str = "fmnist_small"  # a preset name (``supernas space list``) or a space YAML file
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
+    timeout_s: float = 600.0  # torchrun: how long a process waits for the others at a collective
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # the final model
     export: list[str] = dataclasses.field(default_factory=lambda: list(EXPORT_FORMATS))
 
     def __post_init__(self) -> None:
-        check_ranges("run", self, non_negative=("seed",))
+        check_ranges("run", self, non_negative=("seed",), positive=("timeout_s",))
         unknown = [name for name in self.export if name not in EXPORT_FORMATS]
         if unknown:  # found here, not after the search and the training
             raise ConfigError(

@@ -1,5 +1,6 @@
 """Two processes on gloo (CPU): DDP keeps the ranks' weights identical, and rank 0 alone writes."""
 
+import time
 from pathlib import Path
 
 import torch
@@ -8,7 +9,9 @@ import torch.multiprocessing as mp
 from train_fakes import classifier_task, train_loader
 
 from runs import free_port, rank_env
+from supernas.errors import RankError
 from supernas.train import LoopConfig, cleanup, init_distributed, read_metrics, run_loop, unwrap
+from supernas.train.distributed import any_rank, rank_failures
 
 WORLD_SIZE = 2
 
@@ -37,3 +40,27 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "lr" in r]
     assert steps == list(range(1, 11)), "two epochs of 5 steps per rank, written once"
     assert len(list((tmp_path / "run" / "tb").glob("events.*"))) == 1, "rank 0 alone writes"
+
+
+def _hung_worker(rank: int, port: int, out_dir: str) -> None:
+    rank_env(rank, port, WORLD_SIZE)
+    env = init_distributed("cpu", timeout_s=2)
+    if rank == 1:  # stops answering, as a stopped or stuck process would
+        time.sleep(8)
+        return
+    start = time.monotonic()
+    try:
+        with rank_failures(env, 2):
+            any_rank(False, env)
+    except RankError as error:
+        Path(out_dir, "error.txt").write_text(f"{time.monotonic() - start:.1f} {error}")
+
+
+def test_a_hung_rank_ends_the_run_at_the_timeout_with_one_line(tmp_path):
+    mp.spawn(_hung_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    seconds, message = (tmp_path / "error.txt").read_text().split(" ", 1)
+    assert float(seconds) < 6
+    assert message == (
+        "rank 0: another process of the run did not answer within timeout_s = 2 s (hung or "
+        "dead); resume from the last checkpoint with --resume"
+    )

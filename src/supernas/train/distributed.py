@@ -7,8 +7,10 @@ passed by the caller, so code that takes one can be tested without a process gro
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from supernas.errors import ConfigError
+from supernas.errors import ConfigError, RankError
 
 DEVICES = ("auto", "cpu", "cuda")
 T = TypeVar("T")
@@ -59,11 +61,12 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
     return torch.device("cuda", env.local_rank)
 
 
-def init_distributed(device: str = "auto") -> DistEnv:
+def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistEnv:
     """Reads torchrun's environment and joins the process group.
 
     The backend follows the device, not the machine: a run on ``device="cpu"`` uses gloo even
-    where CUDA is present, since NCCL cannot move CPU tensors.
+    where CUDA is present, since NCCL cannot move CPU tensors. A collective that waits longer
+    than ``timeout_s`` for another process fails (see `rank_failures`) instead of hanging.
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv()
@@ -74,8 +77,27 @@ def init_distributed(device: str = "auto") -> DistEnv:
         target = resolve_device(device, env)
         if target.type == "cuda":
             torch.cuda.set_device(target)
-        dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+        dist.init_process_group(
+            "nccl" if target.type == "cuda" else "gloo",
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
     return env
+
+
+@contextlib.contextmanager
+def rank_failures(env: DistEnv, timeout_s: float) -> Iterator[None]:
+    """Turns a collective that timed out or lost its peer into a one-line `RankError`."""
+    try:
+        yield
+    except RuntimeError as error:  # gloo raises RuntimeError, NCCL its subclass DistBackendError
+        text = str(error).lower()
+        lost = any(sign in text for sign in ("timed out", "closed by peer", "connection reset"))
+        if not env.distributed or not (lost or isinstance(error, dist.DistBackendError)):
+            raise
+        raise RankError(
+            f"rank {env.rank}: another process of the run did not answer within timeout_s = "
+            f"{timeout_s:g} s (hung or dead); resume from the last checkpoint with --resume"
+        ) from None
 
 
 def wrap_ddp(
