@@ -46,7 +46,7 @@ def _hung_worker(rank: int, port: int, out_dir: str) -> None:
     rank_env(rank, port, WORLD_SIZE)
     env = init_distributed("cpu", timeout_s=2)
     if rank == 1:  # stops answering, as a stopped or stuck process would
-        time.sleep(8)
+        time.sleep(4)
         return
     start = time.monotonic()
     try:
