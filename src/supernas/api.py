@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -416,12 +417,19 @@ def _budget_fields(budget: Budget, arch: Arch) -> dict[str, Any]:
     return fields
 
 
+def restarted(run_dir: Path | None) -> bool:
+    """Whether this process is a worker that ``torchrun --max-restarts`` restarted after a
+    failure, on a run directory that the failed attempt began: it then resumes by itself."""
+    again = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    return again and run_dir is not None and RunDir(Path(run_dir)).config.is_file()
+
+
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
     env = init_distributed(cfg.device, cfg.timeout_s)
     try:
         with rank_failures(env, cfg.timeout_s):
-            return _search(cfg, run_dir, resume, env)
+            return _search(cfg, run_dir, resume or restarted(run_dir), env)
     finally:
         cleanup(env)
 
@@ -468,7 +476,7 @@ def train(
     env = init_distributed(cfg.device, cfg.timeout_s)
     try:
         with rank_failures(env, cfg.timeout_s):
-            return _train(cfg, arch_path, run_dir, resume, env)
+            return _train(cfg, arch_path, run_dir, resume or restarted(run_dir), env)
     finally:
         cleanup(env)
 

@@ -3,12 +3,13 @@ the arch of an uninterrupted run: every method that searches by gradient, and ra
 through the CLI on a tiny space."""
 
 import signal
+import subprocess
 import sys
 
 import pytest
 from draws import contract_space
 
-from runs import kill_after, overrides, supernas
+from runs import cli_env, kill_after, overrides, supernas
 
 OPTIONS = {
     "random": "{num_candidates: 3, calibration_batches: 2}",
@@ -47,8 +48,9 @@ def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
 @pytest.mark.slow
 def test_sigterm_saves_says_how_to_resume_and_exits_143(tmp_path):
     """What a cluster scheduler sends before it kills: the search finishes its step, writes a
-    checkpoint, prints one line and exits 128 + 15; resumed, it derives the uninterrupted arch
-    (the random search of the test above, whose clean run it repeats)."""
+    checkpoint, prints one line and exits 128 + 15; restarted as torchrun restarts a worker,
+    it resumes by itself and derives the uninterrupted arch (the random search of the test
+    above)."""
     space = tmp_path / "space.yaml"
     contract_space(num_classes=10).to_yaml(space)
     settings = overrides(
@@ -70,6 +72,9 @@ def test_sigterm_saves_says_how_to_resume_and_exits_143(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("supernas: SIGTERM: search interrupted at step "), err
     assert last.endswith(f"(checkpoint saved); resume with: supernas search --resume {stopped}")
-    supernas("-q", "search", "--resume", str(stopped))
+    # What `torchrun --max-restarts` does after a failure: the same command again, marked as
+    # a restart; it resumes by itself.
+    env = {**cli_env(), "TORCHELASTIC_RESTART_COUNT": "1"}
+    subprocess.run([*command, *settings], env=env, check=True, capture_output=True)
     supernas("-q", "search", "--run-dir", str(clean), *settings)
     assert (stopped / "arch.json").read_text() == (clean / "arch.json").read_text()
