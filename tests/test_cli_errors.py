@@ -192,3 +192,9 @@ def test_a_read_only_run_dir_is_one_line(tmp_path, capsys):
         assert err.startswith("supernas: error: Permission denied: ")
     finally:
         locked.chmod(0o700)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == "supernas 0.1.0"

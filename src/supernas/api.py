@@ -80,13 +80,6 @@ class RunResult:
     warnings: list[str] = dataclasses.field(default_factory=list)  # see `near_chance`
 
 
-def resolve_space(name: str) -> SearchSpace:
-    """A preset name, or the path of a space YAML file."""
-    if name.endswith((".yaml", ".yml")):
-        return SearchSpace.from_yaml(name)
-    return get_space(name)
-
-
 def new_run_dir(cfg: RunConfig, kind: str, root: Path = Path("runs")) -> Path:
     """A new ``runs/<time>-<space>-<kind>``, kind being the strategy or "train"."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -436,7 +429,7 @@ def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) ->
 
 def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) -> RunResult:
     seed_everything(cfg.seed)
-    space = resolve_space(cfg.space)
+    space = get_space(cfg.space)
     SearchSettings.of(cfg, space)  # bad options, budget or table fail before the run directory
     device = resolve_device(cfg.device, env)
     with _own_run_dir(cfg, run_dir, cfg.search.strategy, resume, env) as run_dir:
@@ -485,7 +478,7 @@ def _train(
     cfg: RunConfig, arch_path: Path, run_dir: Path | None, resume: bool, env: DistEnv
 ) -> RunResult:
     seed_everything(cfg.seed)
-    space = resolve_space(cfg.space)
+    space = get_space(cfg.space)
     arch = load_arch(space, Path(arch_path))
     Budget(cfg.search.budget, space)  # the summary reports against it: check it before work
     device = resolve_device(cfg.device, env)
@@ -523,7 +516,7 @@ def load_arch(space: SearchSpace, path: Path) -> Arch:
 def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.Module]:
     """The config, space, arch and trained model of a finished or interrupted run."""
     cfg = read_config(run_dir)
-    space = resolve_space(cfg.space)
+    space = get_space(cfg.space)
     files = RunDir(run_dir)
     arch = load_arch(space, files.arch)
     model = build_model(space, arch)
@@ -561,7 +554,7 @@ def export(run_dir: Path, formats: list[str], out_dir: Path | None = None) -> di
 def report(run_dir: Path) -> Path:
     """Rewrites the report of ``run_dir`` from its files."""
     cfg = read_config(run_dir)
-    space = resolve_space(cfg.space)
+    space = get_space(cfg.space)
     files = RunDir(run_dir)
     summary_path = files.summary
     summary = _read_json(summary_path, {})
@@ -588,7 +581,7 @@ def select(
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
     select_config, calibration_batches = strategy_cls.selection(options)
-    space = resolve_space(cfg.space)
+    space = get_space(cfg.space)
     budget = Budget(cfg.search.budget, space)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
@@ -640,9 +633,7 @@ def build_latency_table(
 ) -> LatencyTable:
     """Measures the latency table of ``space`` on this machine's ``device`` and writes it."""
     timing = timing or Timing()
-    table = build_table(
-        resolve_space(space), latency_device(device), threads, timing, progress=True
-    )
+    table = build_table(get_space(space), latency_device(device), threads, timing, progress=True)
     table.save(out)
     return table
 
@@ -650,4 +641,4 @@ def build_latency_table(
 def check_latency_table(lut: Path, archs: int, space: str | None = None) -> dict[str, Any]:
     """Predicted against measured latency of ``archs`` random archs of the table's space."""
     table = LatencyTable.load(lut)
-    return check_table(table, resolve_space(space or table.space), archs, progress=True)
+    return check_table(table, get_space(space or table.space), archs, progress=True)

@@ -21,11 +21,13 @@ import time
 import traceback
 from pathlib import Path
 
+from supernas import __version__
 from supernas.errors import Interrupted, SupernasError
 
 EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
-    "  supernas space show bignas --yaml > bignas.yaml",
+    "  supernas space show bignas --yaml > bignas.yaml\n"
+    "  supernas space show fmnist_small --lut lut_fmnist_cpu.json   # latency range",
     "search": "examples:\n  supernas search recipes/fmnist_random.yaml\n"
     "  supernas search recipes/fmnist_random.yaml --set search.budget.target=4e6 "
     "--set train.epochs=2\n  supernas search --resume runs/20261122-120000-fmnist_small-random",
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'supernas COMMAND --help' for each command's options and examples.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    parser.add_argument("--version", action="version", version=f"supernas {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -92,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("action", choices=["list", "show"])
     space.add_argument("name", nargs="?", help="space preset name or space YAML file")
     space.add_argument("--yaml", action="store_true", help="print the space definition as YAML")
+    space.add_argument(
+        "--lut", type=Path, help="a latency table of the space: also print its latency range"
+    )
 
     strategy = command("strategy", "list the search methods or show one's options")
     strategy_actions = strategy.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -158,9 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _space(args) -> None:
-    from supernas.api import resolve_space
     from supernas.cost.macs import describe_cost_range
-    from supernas.space import SPACES
+    from supernas.space import SPACES, get_space
     from supernas.space.show import describe
 
     if args.action == "list":
@@ -169,7 +174,7 @@ def _space(args) -> None:
         return
     if not args.name:
         raise SupernasError("space show needs a space name; see 'supernas space list'")
-    space = resolve_space(args.name)
+    space = get_space(args.name)
     if args.yaml:
         import yaml
 
@@ -177,6 +182,12 @@ def _space(args) -> None:
     else:
         print(describe(space))
         print(describe_cost_range(space))
+        if args.lut is not None:
+            from supernas.cost.latency import LatencyTable, describe_latency_range
+
+            table = LatencyTable.load(args.lut)
+            table.check(space)
+            print(describe_latency_range(space, table))
 
 
 def _strategy(args) -> None:

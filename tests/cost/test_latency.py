@@ -130,6 +130,9 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("supernas: error: latency table was measured for space tiny")
     assert error.count("\n") == 1
+    assert main(["-q", "space", "show", str(space_file), "--lut", str(out)]) == 0
+    shown = capsys.readouterr().out.splitlines()[-1]
+    assert shown.startswith("latency (cpu:") and "smallest child" in shown and "median" in shown
 
 
 @pytest.mark.parametrize(

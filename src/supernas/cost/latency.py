@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import torch
 
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
+from supernas.space.choices import biggest, sample, smallest
 from supernas.space.plan import BlockPlan, NetPlan, plan
 from supernas.space.space import SearchSpace
 
@@ -67,6 +69,21 @@ def net_keys(net: NetPlan) -> list[str]:
     """The table keys whose sum predicts the latency of ``net`` (skipped blocks cost nothing)."""
     blocks = [block_key(b) for b in net.blocks if b is not None]
     return [stem_key(net), *blocks, head_key(net)]
+
+
+def describe_latency_range(
+    space: SearchSpace, table: LatencyTable, draws: int = 1000, seed: int = 0
+) -> str:
+    """The predicted latency of the smallest and biggest child and the range over ``draws``
+    uniform children: where a target can sit (the smallest child need not be the fastest)."""
+    rng = random.Random(seed)
+    values = sorted(table.predict(space, sample(space, rng)) for _ in range(draws))
+    ends = [table.predict(space, arch) for arch in (smallest(space), biggest(space))]
+    return (
+        f"latency ({table.device_name}, batch {table.batch_size}, {table.threads} threads): "
+        f"smallest child {ends[0]:.3g} ms, biggest {ends[1]:.3g} ms; {draws} random children "
+        f"{values[0]:.3g}-{values[-1]:.3g} ms, median {values[len(values) // 2]:.3g} ms"
+    )
 
 
 def device_name(device: torch.device) -> str:

@@ -18,7 +18,10 @@ SPACES: Registry[Callable[[], SearchSpace]] = Registry("space", SpaceError)
 
 
 def get_space(name: str) -> SearchSpace:
-    """The preset called ``name`` (a `SpaceError` listing the known ones otherwise)."""
+    """The preset called ``name``, or the space in the YAML file ``name`` (``*.yaml``,
+    ``*.yml``); an unknown preset is a `SpaceError` listing the known ones."""
+    if name.endswith((".yaml", ".yml")):
+        return SearchSpace.from_yaml(name)
     return SPACES.get(name)()
 
 
