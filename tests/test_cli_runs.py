@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from runs import cli_env, kill_after, overrides, supernas, write_smallest_arch
+from runs import cli_env, free_port, kill_after, overrides, supernas, write_smallest_arch
 from supernas.cost.macs import arch_cost
 from supernas.space import get_space, smallest
 
@@ -75,6 +75,31 @@ def test_cli_under_torchrun(tmp_path, command):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test top-1" in result.stdout
     assert (run_dir / "model.safetensors").is_file()
+
+
+def test_two_nodes_joined_by_rendezvous_search_as_one_node_of_two_processes(tmp_path):
+    """Two torchrun launchers of one process each, joined by a c10d rendezvous on localhost
+    (the multi-node path), derive the arch of one launcher running two processes."""
+    settings = overrides(
+        "train.epochs=1", "search.options={num_candidates: 3}", "search.arch_eval_batches=2"
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    command = ["-m", "supernas", "-q", "search", *settings]
+    one = [*torchrun, "--standalone", "--nproc_per_node", "2", *command]
+    one += ["--run-dir", str(tmp_path / "one")]
+    endpoint = f"127.0.0.1:{free_port()}"
+    rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test"]
+    two = [*torchrun, "--nnodes", "2", "--nproc_per_node", "1", *rendezvous, *command]
+    two += ["--run-dir", str(tmp_path / "two")]
+    nodes = [subprocess.Popen(two, env=cli_env(), stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    result = subprocess.run(one, capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "two" / "arch.json").read_text() == (
+        tmp_path / "one" / "arch.json"
+    ).read_text()
 
 
 def test_train_then_eval_export_report(tmp_path, capsys):
