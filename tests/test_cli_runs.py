@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -58,13 +57,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(resumed[name], reference[name]), name
 
 
-@pytest.mark.parametrize("command", ["train", "search"])
-def test_cli_under_torchrun(tmp_path, command):
+def test_train_under_torchrun(tmp_path):
     run_dir = tmp_path / "run"
-    if command == "train":
-        extra = ["--arch", str(write_smallest_arch(tmp_path / "arch.json"))]
-    else:
-        extra = []
+    command, extra = "train", ["--arch", str(write_smallest_arch(tmp_path / "arch.json"))]
     settings = overrides(
         "train.epochs=1", "search.options={num_candidates: 3}", "search.arch_eval_batches=2"
     )
@@ -78,8 +73,8 @@ def test_cli_under_torchrun(tmp_path, command):
 
 
 def test_two_nodes_joined_by_rendezvous_search_as_one_node_of_two_processes(tmp_path):
-    """Two torchrun launchers of one process each, joined by a c10d rendezvous on localhost
-    (the multi-node path), derive the arch of one launcher running two processes."""
+    """Search under torchrun: two launchers of one process each, joined by a c10d rendezvous
+    on localhost (the multi-node path), derive the arch of one launcher of two processes."""
     settings = overrides(
         "train.epochs=1", "search.options={num_candidates: 3}", "search.arch_eval_batches=2"
     )
@@ -97,9 +92,9 @@ def test_two_nodes_joined_by_rendezvous_search_as_one_node_of_two_processes(tmp_
         assert node.returncode == 0, err[-3000:]
     result = subprocess.run(one, capture_output=True, text=True, env=cli_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "two" / "arch.json").read_text() == (
-        tmp_path / "one" / "arch.json"
-    ).read_text()
+    assert "test top-1" in result.stdout and (tmp_path / "one" / "model.safetensors").is_file()
+    arch = (tmp_path / "one" / "arch.json").read_text()
+    assert (tmp_path / "two" / "arch.json").read_text() == arch
 
 
 def test_train_then_eval_export_report(tmp_path, capsys):
