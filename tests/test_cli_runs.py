@@ -1,8 +1,12 @@
 """Whole CLI runs in subprocesses: SIGKILL + --resume, and training under torchrun."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -72,29 +76,59 @@ def test_train_under_torchrun(tmp_path):
     assert (run_dir / "model.safetensors").is_file()
 
 
-def test_two_nodes_joined_by_rendezvous_search_as_one_node_of_two_processes(tmp_path):
-    """Search under torchrun: two launchers of one process each, joined by a c10d rendezvous
-    on localhost (the multi-node path), derive the arch of one launcher of two processes."""
+def test_search_under_torchrun_derives_one_arch_on_every_launch_path(tmp_path):
+    """One launcher of two processes; two launchers of one process each, joined by a c10d
+    rendezvous on localhost (the multi-node path); and one launcher with --max-restarts whose
+    worker is killed mid-search, so torchrun restarts both and they resume by themselves: all
+    three derive the same arch."""
     settings = overrides(
-        "train.epochs=1", "search.options={num_candidates: 3}", "search.arch_eval_batches=2"
+        "train.epochs=1",
+        "search.options={num_candidates: 3}",
+        "search.arch_eval_batches=2",
+        "search.checkpoint_every=5",
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     command = ["-m", "supernas", "-q", "search", *settings]
     one = [*torchrun, "--standalone", "--nproc_per_node", "2", *command]
-    one += ["--run-dir", str(tmp_path / "one")]
     endpoint = f"127.0.0.1:{free_port()}"
     rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test"]
     two = [*torchrun, "--nnodes", "2", "--nproc_per_node", "1", *rendezvous, *command]
-    two += ["--run-dir", str(tmp_path / "two")]
-    nodes = [subprocess.Popen(two, env=cli_env(), stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    nodes = [
+        subprocess.Popen(
+            [*two, "--run-dir", str(tmp_path / "two")],
+            env=cli_env(),
+            text=True,
+            stderr=subprocess.PIPE,
+        )
+        for _ in "ab"
+    ]
     for node in nodes:
         _, err = node.communicate(timeout=300)
         assert node.returncode == 0, err[-3000:]
-    result = subprocess.run(one, capture_output=True, text=True, env=cli_env(), timeout=300)
+    argv = [*one, "--run-dir", str(tmp_path / "one")]
+    result = subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test top-1" in result.stdout and (tmp_path / "one" / "model.safetensors").is_file()
     arch = (tmp_path / "one" / "arch.json").read_text()
     assert (tmp_path / "two" / "arch.json").read_text() == arch
+
+    elastic = [*torchrun[:3], "--standalone", "--nproc_per_node", "2", "--max-restarts", "1"]
+    launcher = subprocess.Popen(
+        [*elastic, *command, "--run-dir", str(tmp_path / "restarted")],
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = tmp_path / "restarted" / "search" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.05)
+    workers = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err[-3000:]
+    assert (tmp_path / "restarted" / "arch.json").read_text() == arch
 
 
 def test_train_then_eval_export_report(tmp_path, capsys):
