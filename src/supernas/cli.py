@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _dispatch(args)
     except SupernasError as error:
-        print(f"supernas: error: {error}", file=sys.stderr)
+        print(f"supernas: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except Interrupted as stop:
         run = Path(stop.checkpoint).parent.parent  # a phase folder's checkpoint -> its run
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
     except OSError as error:  # the machine's refusal: a full disk, a read-only or bad path
         where = f": {error.filename}" if error.filename else ""
-        print(f"supernas: error: {error.strerror or error}{where}", file=sys.stderr)
+        print(f"supernas: error: {error.strerror or _one_line(error)}{where}", file=sys.stderr)
         return 2
     except Exception as error:  # a bug: one line here, the traceback in a file
         if os.environ.get("SUPERNAS_TRACEBACK"):
@@ -375,6 +375,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The message itself; a data loader worker wraps it in a traceback whose last line is
+    ``package.Class: message``."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    last = lines[-1]
+    prefix = f"{type(error).__module__}.{type(error).__name__}: "
+    return last[len(prefix) :] if last.startswith(prefix) else last
 
 
 def _write_traceback(args: argparse.Namespace) -> Path:

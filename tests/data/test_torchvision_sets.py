@@ -95,3 +95,21 @@ def test_imagefolder_with_empty_class_folders_is_a_data_error(tmp_path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(DataError, match="ImageFolder"):
         load_imagefolder(tmp_path, split="train")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_image_met_mid_run_is_one_line_naming_the_file(tmp_path, workers):
+    """Found when a batch reads it, in this process or in a loader worker (which wraps the
+    error in a traceback): the CLI still prints one line that names the file."""
+    from supernas.cli import _one_line
+
+    write_fake_imagefolder(tmp_path, per_class=4)
+    broken = tmp_path / "train" / "dog" / "2.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    cfg = DataConfig(name="imagefolder", data_dir=str(tmp_path), batch_size=2, num_workers=workers)
+    bundle = build_data(cfg, resolution=16)
+    with pytest.raises(DataError, match="cannot read image") as raised:
+        for split in (bundle.weight, bundle.arch):  # the split holds the file in one of them
+            for _ in bundle.loader(split, train=True, seed=0):
+                pass
+    assert _one_line(raised.value).startswith(f"cannot read image {broken}: ")

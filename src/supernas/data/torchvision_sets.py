@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from supernas.data.datasets import ImageTensorDataset
@@ -68,6 +69,15 @@ def load_imagefolder(root: str | Path | None, *, split: str) -> ImageFolder:
     if not path.is_dir():
         raise DataError(f"ImageFolder split folder {path} does not exist")
     try:
-        return ImageFolder(str(path))
+        return ImageFolder(str(path), loader=_read_image)
     except FileNotFoundError as err:
         raise DataError(f"ImageFolder {path}: {err}") from err
+
+
+def _read_image(path: str) -> Image.Image:
+    """An RGB image; a file that is not one is a `DataError` naming it, even mid-run."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None
