@@ -198,3 +198,18 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == "supernas 0.1.0"
+
+
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    """Where the disk fills (here: when the run's config is written), one line and exit 2;
+    the same handler answers a read-only folder when the tests run as root."""
+    import errno
+
+    import supernas.api as api
+
+    def full(run_dir, cfg):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "config.yaml"))
+
+    monkeypatch.setattr(api, "write_config", full)
+    err = _error(capsys, ["search", "--run-dir", str(tmp_path / "run")])
+    assert err == f"supernas: error: No space left on device: {tmp_path / 'run' / 'config.yaml'}"
