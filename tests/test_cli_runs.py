@@ -86,6 +86,7 @@ def test_search_under_torchrun_derives_one_arch_on_every_launch_path(tmp_path):
         "search.options={num_candidates: 3}",
         "search.arch_eval_batches=2",
         "search.checkpoint_every=5",
+        "data.synthetic_train=640",  # 8 steps a rank: the kill lands between steps 5 and 8
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     command = ["-m", "supernas", "-q", "search", *settings]
