@@ -1,12 +1,8 @@
 """Whole CLI runs in subprocesses: SIGKILL + --resume, and training under torchrun."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -76,17 +72,14 @@ def test_train_under_torchrun(tmp_path):
     assert (run_dir / "model.safetensors").is_file()
 
 
-def test_search_under_torchrun_derives_one_arch_on_every_launch_path(tmp_path):
-    """One launcher of two processes; two launchers of one process each, joined by a c10d
-    rendezvous on localhost (the multi-node path); and one launcher with --max-restarts whose
-    worker is killed mid-search, so torchrun restarts both and they resume by themselves: all
-    three derive the same arch."""
+def test_search_under_torchrun_derives_one_arch_on_one_or_two_nodes(tmp_path):
+    """One launcher of two processes, and two launchers of one process each joined by a c10d
+    rendezvous on localhost (the multi-node path), derive the same arch."""
     settings = overrides(
         "train.epochs=1",
         "search.options={num_candidates: 3}",
         "search.arch_eval_batches=2",
-        "search.checkpoint_every=5",
-        "data.synthetic_train=640",  # 8 steps a rank: the kill lands between steps 5 and 8
+        "data.synthetic_train=640",
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     command = ["-m", "supernas", "-q", "search", *settings]
@@ -112,24 +105,6 @@ def test_search_under_torchrun_derives_one_arch_on_every_launch_path(tmp_path):
     assert "test top-1" in result.stdout and (tmp_path / "one" / "model.safetensors").is_file()
     arch = (tmp_path / "one" / "arch.json").read_text()
     assert (tmp_path / "two" / "arch.json").read_text() == arch
-
-    elastic = [*torchrun[:3], "--standalone", "--nproc_per_node", "2", "--max-restarts", "1"]
-    launcher = subprocess.Popen(
-        [*elastic, *command, "--run-dir", str(tmp_path / "restarted")],
-        env=cli_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    marker = tmp_path / "restarted" / "search" / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint written"
-        time.sleep(0.05)
-    workers = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
-    os.kill(int(workers[-1]), signal.SIGKILL)
-    _, err = launcher.communicate(timeout=300)
-    assert launcher.returncode == 0, err[-3000:]
-    assert (tmp_path / "restarted" / "arch.json").read_text() == arch
 
 
 def test_train_then_eval_export_report(tmp_path, capsys):
