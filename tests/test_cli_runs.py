@@ -124,7 +124,8 @@ def test_train_then_eval_export_report(tmp_path, capsys):
     assert main(argv) == 0
     trained = capsys.readouterr().out
     assert "test top-1" in trained and (run_dir / "report.md").is_file()
-    assert f"budget:    {floor:g} against a target of {floor:g} (macs): within it" in trained
+    expected = f"{floor / 1e6:.3g}M macs"
+    assert f"budget:    {expected} against a target of {expected}: within it" in trained
 
     assert main(["-q", "eval", str(run_dir)]) == 0
     evaluated = capsys.readouterr().out

@@ -253,10 +253,10 @@ def _print_result(result) -> None:
     budget = result.budget
     if "budget_target" in budget:
         verdict = "within it" if budget["within_budget"] else "OVER IT"
-        print(
-            f"budget:    {budget['budget_cost']:g} against a target of "
-            f"{budget['budget_target']:g} ({budget['budget_metric']}): {verdict}"
+        cost, target = (
+            _in_unit(budget[k], budget["budget_metric"]) for k in ("budget_cost", "budget_target")
         )
+        print(f"budget:    {cost} against a target of {target}: {verdict}")
     print(f"test top-1: {100 * result.test_top1:.2f}%")
     for warning in result.warnings:
         print(f"WARNING:   {warning}")
@@ -265,6 +265,11 @@ def _print_result(result) -> None:
     for name, info in result.exports.items():
         print(f"export:    {info['path']} ({name})")
     print(f"report:    {result.report}")
+
+
+def _in_unit(value: float, metric: str) -> str:
+    """A budget figure as the user wrote it: ms for latency, millions for counts."""
+    return f"{value:.3g} ms" if metric == "latency" else f"{value / 1e6:.3g}M {metric}"
 
 
 def _select(api, args) -> None:
