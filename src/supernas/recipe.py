@@ -45,8 +45,16 @@ class SearchConfig:
         check_ranges(
             "search",
             self,
-            positive=("epochs", "lr", "lr_decay", "lr_decay_epochs", "log_every")
-            + ("checkpoint_every", "arch_eval_batches", "limit_train"),
+            positive=(
+                "epochs",
+                "lr",
+                "lr_decay",
+                "lr_decay_epochs",
+                "log_every",
+                "checkpoint_every",
+                "arch_eval_batches",
+                "limit_train",
+            ),
             non_negative=("weight_decay", "warmup_epochs", "lr_floor"),
             fraction=("momentum",),
         )

@@ -19,12 +19,12 @@ OPTIONS = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(OPTIONS))
-def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
-    space = tmp_path / "space.yaml"
+def tiny_search(folder, name: str) -> list[str]:
+    """``--set`` arguments of a search of ``name`` on the contract space, a few seconds long
+    with a checkpoint every 5 steps."""
+    space = folder / "space.yaml"
     contract_space(num_classes=10).to_yaml(space)
-    settings = overrides(
+    return overrides(
         f"space={space}",
         f"search.strategy={name}",
         f"search.options={OPTIONS[name]}",
@@ -36,6 +36,12 @@ def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
         "data.batch_size=16",
         "train.epochs=1",
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_killed_search_resumes_to_the_same_arch(tmp_path, name):
+    settings = tiny_search(tmp_path, name)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     command = [sys.executable, "-m", "supernas", "-q", "search", "--run-dir", str(killed)]
     kill_after([*command, *settings], killed / "search" / "checkpoint.pt")
@@ -51,19 +57,7 @@ def test_sigterm_saves_says_how_to_resume_and_exits_143(tmp_path):
     checkpoint, prints one line and exits 128 + 15; restarted as torchrun restarts a worker,
     it resumes by itself and derives the uninterrupted arch (the random search of the test
     above)."""
-    space = tmp_path / "space.yaml"
-    contract_space(num_classes=10).to_yaml(space)
-    settings = overrides(
-        f"space={space}",
-        f"search.options={OPTIONS['random']}",
-        "search.epochs=1",
-        "search.budget.target=2e5",
-        "search.arch_eval_batches=2",
-        "search.checkpoint_every=5",
-        "data.synthetic_train=480",
-        "data.batch_size=16",
-        "train.epochs=1",
-    )
+    settings = tiny_search(tmp_path, "random")
     stopped, clean = tmp_path / "stopped", tmp_path / "clean"
     command = [sys.executable, "-m", "supernas", "-q", "search", "--run-dir", str(stopped)]
     marker = stopped / "search" / "checkpoint.pt"  # written inside the loop, mid-epoch
