@@ -54,6 +54,8 @@ def _hung_worker(rank: int, port: int, out_dir: str) -> None:
             any_rank(False, env)
     except RankError as error:
         Path(out_dir, "error.txt").write_text(f"{time.monotonic() - start:.1f} {error}")
+    finally:  # as the api does: a process group left with a timed-out collective aborts at exit
+        cleanup(env)
 
 
 def test_a_hung_rank_ends_the_run_at_the_timeout_with_one_line(tmp_path):
