@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/supernas search recipes/fmnist_dmasking.yaml
 
 test: setup
-	HYPOTHESIS_PROFILE=ci PYTHONHASHSEED=0 $(BIN)/python -m pytest -q
+	HYPOTHESIS_PROFILE=ci PYTHONHASHSEED=0 $(BIN)/python -m pytest -q -n auto --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

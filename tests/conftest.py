@@ -27,6 +27,12 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=20, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Workers share the cores: two processes spinning several OpenMP threads each slow each
+    # other down many times over, so each worker, and every process it starts, takes one.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 BASE_SEED = int(os.environ.get("SUPERNAS_TEST_SEED", "0"))
 
 

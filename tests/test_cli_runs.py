@@ -1,8 +1,12 @@
 """Whole CLI runs in subprocesses: SIGKILL + --resume, and training under torchrun."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -10,6 +14,7 @@ from safetensors.torch import load_file
 from runs import cli_env, free_port, kill_after, overrides, supernas, write_smallest_arch
 from supernas.cost.macs import arch_cost
 from supernas.space import get_space, smallest
+from supernas.train import read_metrics
 
 SETTINGS = (
     "data.synthetic_train=4096",
@@ -72,14 +77,18 @@ def test_train_under_torchrun(tmp_path):
     assert (run_dir / "model.safetensors").is_file()
 
 
-def test_search_under_torchrun_derives_one_arch_on_one_or_two_nodes(tmp_path):
-    """One launcher of two processes, and two launchers of one process each joined by a c10d
-    rendezvous on localhost (the multi-node path), derive the same arch."""
+def test_search_under_torchrun_derives_one_arch_on_every_launch_path(tmp_path):
+    """One launcher of two processes; two launchers of one process each, joined by a c10d
+    rendezvous on localhost (the multi-node path); and one launcher with --max-restarts whose
+    worker is killed mid-search, so that torchrun restarts both workers and they resume by
+    themselves: all three derive the same arch."""
     settings = overrides(
         "train.epochs=1",
         "search.options={num_candidates: 3}",
         "search.arch_eval_batches=2",
-        "data.synthetic_train=640",
+        "search.checkpoint_every=5",
+        "search.log_every=1",
+        "data.synthetic_train=640",  # 8 steps a rank: the kill lands between steps 5 and 8
     )
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
     command = ["-m", "supernas", "-q", "search", *settings]
@@ -105,6 +114,30 @@ def test_search_under_torchrun_derives_one_arch_on_one_or_two_nodes(tmp_path):
     assert "test top-1" in result.stdout and (tmp_path / "one" / "model.safetensors").is_file()
     arch = (tmp_path / "one" / "arch.json").read_text()
     assert (tmp_path / "two" / "arch.json").read_text() == arch
+    assert _killed_and_restarted(torchrun, command, tmp_path / "restarted") == arch
+
+
+def _killed_and_restarted(torchrun: list[str], command: list[str], run_dir: Path) -> str:
+    """The arch of a standalone 2-process search whose second worker is SIGKILLed after its
+    first checkpoint. More than one restart is allowed, as a cluster job would: a restarted
+    round's gloo mesh can fail to connect on a loaded machine (a torchrun race), and that
+    failure is one more restart, not a wrong result."""
+    elastic = ["--standalone", "--nproc_per_node", "2", "--max-restarts", "3"]
+    argv = [*torchrun, *elastic, *command, "--run-dir", str(run_dir)]
+    launcher = subprocess.Popen(argv, env=cli_env(), stderr=subprocess.PIPE, text=True)
+    marker = run_dir / "search" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.05)
+    workers = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err[-3000:]
+    assert "exitcode: -9" in err, "the worker ended before the kill"
+    steps = [r["step"] for r in read_metrics(run_dir / "search" / "metrics.jsonl") if "lr" in r]
+    assert steps == list(range(1, len(steps) + 1)), "the restart resumed, without repeats or gaps"
+    return (run_dir / "arch.json").read_text()
 
 
 def test_train_then_eval_export_report(tmp_path, capsys):

@@ -94,9 +94,14 @@ def rank_failures(env: DistEnv, timeout_s: float) -> Iterator[None]:
         lost = any(sign in text for sign in ("timed out", "closed by peer", "connection reset"))
         if not env.distributed or not (lost or isinstance(error, dist.DistBackendError)):
             raise
+        what = (
+            f"did not answer within timeout_s = {timeout_s:g} s (hung or dead)"
+            if "timed out" in text
+            else "was lost (its connection closed: it died or was killed)"
+        )
         raise RankError(
-            f"rank {env.rank}: another process of the run did not answer within timeout_s = "
-            f"{timeout_s:g} s (hung or dead); resume from the last checkpoint with --resume"
+            f"rank {env.rank}: another process of the run {what}; resume from the last "
+            "checkpoint with --resume"
         ) from None
 
 
