@@ -127,6 +127,12 @@ def _check_data_fits(space: SearchSpace, data: DataBundle) -> None:
         )
 
 
+def _log_data(cfg: DataConfig, data: DataBundle) -> None:
+    sizes = ", ".join(f"{name} {count}" for name, count in data.sizes().items())
+    log.info("data %s: %s (%s images)", cfg.name, data.roles, sizes)
+    log.info("augmentation of the weight split: %s", data.augment.describe())
+
+
 def _endless(loader) -> Iterator:
     """Batches of ``loader`` pass after pass, reshuffled each pass (also across ranks)."""
     for epoch in itertools.count():
@@ -251,11 +257,12 @@ def train_arch(
     resume: bool,
     env: DistEnv,
     device: torch.device,
-) -> tuple[torch.nn.Module, dict[str, float]]:
+) -> tuple[torch.nn.Module, dict[str, float], DataBundle]:
     """Trains ``arch`` from scratch on the weight split (arch split for validation), then
     evaluates it once on the test split."""
     data = build_data(cfg.data, resolution=arch.resolution)
     _check_data_fits(space, data)
+    _log_data(cfg.data, data)
     model = build_model(space, arch)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     val_loader = data.loader(data.arch, train=False, seed=cfg.seed)
@@ -271,7 +278,7 @@ def train_arch(
     run_loop(task, loader, loop, RunDir(run_dir).train, resume=resume, env=env)
     test_loader = data.loader(data.test, train=False, seed=cfg.seed)
     test = evaluate_model(task.eval_model, test_loader, device, cfg.train.amp)
-    return task.eval_model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
+    return task.eval_model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}, data
 
 
 def load_supernet(space: SearchSpace, run_dir: Path, device: torch.device) -> Supernet:
@@ -291,7 +298,7 @@ def load_supernet(space: SearchSpace, run_dir: Path, device: torch.device) -> Su
 
 def _sliced_and_tested(
     cfg: RunConfig, supernet: Supernet, arch: Arch, device: torch.device
-) -> tuple[torch.nn.Module, dict[str, float]]:
+) -> tuple[torch.nn.Module, dict[str, float], DataBundle]:
     """``arch`` cut from ``supernet`` by the run's strategy (BN recalibrated, no training) and
     its test-split accuracy, both at the arch's resolution."""
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
@@ -302,7 +309,7 @@ def _sliced_and_tested(
         torch.manual_seed(derive_seed(cfg.seed, "calibration"))
         model = strategy_cls.deploy(supernet, arch, options, calibration, device)
     test = evaluate_model(model, data.loader(data.test, train=False, seed=cfg.seed), device)
-    return model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}
+    return model, {"test/top1": test["val/top1"], "test/loss": test["val/loss"]}, data
 
 
 def slice_arch(
@@ -312,13 +319,14 @@ def slice_arch(
     run_dir: Path,
     env: DistEnv,
     device: torch.device,
-) -> tuple[torch.nn.Module, dict[str, float]]:
+) -> tuple[torch.nn.Module, dict[str, float], DataBundle]:
     """The final model of a method that does not retrain (BigNAS): ``arch`` sliced from the
     supernet in ``search/checkpoint.pt``, saved to ``sliced.pt`` for eval and export."""
-    model, test = _sliced_and_tested(cfg, load_supernet(space, run_dir, device), arch, device)
+    supernet = load_supernet(space, run_dir, device)
+    model, test, data = _sliced_and_tested(cfg, supernet, arch, device)
     if env.is_main:
         save_checkpoint(RunDir(run_dir).sliced, {"task": {"model": model.state_dict()}})
-    return model, test
+    return model, test, data
 
 
 def _arch_rows(space: SearchSpace, arch: Arch) -> list[dict]:
@@ -341,16 +349,19 @@ def finish(
     arch: Arch,
     model: torch.nn.Module,
     test: dict[str, float],
+    data: DataBundle,
     run_dir: Path,
     extra: dict[str, Any],
     candidates: list[dict],
 ) -> RunResult:
-    """Exports the model, writes summary.json and the report (rank 0 only)."""
+    """Writes the model's preprocessing, exports the model, writes summary.json and the
+    report (rank 0 only)."""
     cost = arch_cost(space, arch)
     budget = _budget_fields(Budget(cfg.search.budget, space), arch)
     warnings = near_chance(space.num_classes, candidates, test["test/top1"])
-    example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
-    exports = export_model(model, example, run_dir, cfg.export)
+    preprocessing = data.preprocessing()
+    atomic_write_text(RunDir(run_dir).preprocessing, json.dumps(preprocessing, indent=1))
+    exports = _export(model, space, arch, preprocessing, run_dir, cfg.export)
     summary = {
         "space": space.name,
         "strategy": cfg.search.strategy,
@@ -359,6 +370,10 @@ def finish(
         "macs_M": round(cost.macs / 1e6, 3),
         "params_M": round(cost.params / 1e6, 4),
         "test_top1": round(test["test/top1"], 4),
+        "data": cfg.data.name,
+        "splits": data.roles,
+        "split_sizes": " / ".join(f"{k} {v}" for k, v in data.sizes().items()),
+        "augment": data.augment.describe(),
         **budget,
         **({"warning": " / ".join(warnings)} if warnings else {}),
         **extra,
@@ -448,10 +463,10 @@ def _search_in(
     arch, candidates = run_search_phase(cfg, space, run_dir, resume, env, device)
     searched = time.perf_counter()
     if STRATEGIES.get(cfg.search.strategy).retrains:
-        model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+        model, test, data = train_arch(cfg, space, arch, run_dir, resume, env, device)
         final = "train_s"
     else:
-        model, test = slice_arch(cfg, space, arch, run_dir, env, device)
+        model, test, data = slice_arch(cfg, space, arch, run_dir, env, device)
         final = "slice_s"
     times = {
         "search_s": round(searched - start, 1),
@@ -459,7 +474,7 @@ def _search_in(
     }
     if not env.is_main:
         return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
-    return finish(cfg, space, arch, model, test, run_dir, times, candidates)
+    return finish(cfg, space, arch, model, test, data, run_dir, times, candidates)
 
 
 def train(
@@ -486,11 +501,11 @@ def _train(
         if env.is_main and not resume:
             atomic_write_text(RunDir(run_dir).arch, arch.to_json())
         start = time.perf_counter()
-        model, test = train_arch(cfg, space, arch, run_dir, resume, env, device)
+        model, test, data = train_arch(cfg, space, arch, run_dir, resume, env, device)
         if not env.is_main:
             return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
         extra = {"train_s": round(time.perf_counter() - start, 1)}
-        return finish(cfg, space, arch, model, test, run_dir, extra, [])
+        return finish(cfg, space, arch, model, test, data, run_dir, extra, [])
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -547,8 +562,24 @@ def evaluate(run_dir: Path) -> dict[str, float]:
 
 def export(run_dir: Path, formats: list[str], out_dir: Path | None = None) -> dict[str, Any]:
     _, space, arch, model = load_trained(run_dir)
+    preprocessing = _read_json(RunDir(run_dir).preprocessing, {})
+    return _export(model, space, arch, preprocessing, Path(out_dir or run_dir), formats)
+
+
+def _export(
+    model: torch.nn.Module,
+    space: SearchSpace,
+    arch: Arch,
+    preprocessing: dict[str, Any],
+    out_dir: Path,
+    formats: list[str],
+) -> dict[str, Any]:
+    """The exports of a run's model; an ONNX file carries the arch and the preprocessing."""
     example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
-    return export_model(model, example, Path(out_dir or run_dir), formats)
+    metadata = {"supernas.arch": str(arch), "supernas.space": space.name}
+    if preprocessing:
+        metadata["supernas.preprocessing"] = json.dumps(preprocessing)
+    return export_model(model, example, out_dir, formats, metadata)
 
 
 def report(run_dir: Path) -> Path:
@@ -603,11 +634,12 @@ def select(
     chosen = []
     for target, record in found.chosen.items():
         arch = found.archs[record["arch"]]
-        model, test = _sliced_and_tested(cfg, supernet, arch, device)
+        model, test, data = _sliced_and_tested(cfg, supernet, arch, device)
         folder = files.select / budget.metric.label(target)
         atomic_write_text(folder / ARCH, arch.to_json())
-        example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
-        exports = export_model(model, example, folder, cfg.export)
+        preprocessing = data.preprocessing()
+        atomic_write_text(folder / files.preprocessing.name, json.dumps(preprocessing, indent=1))
+        exports = _export(model, space, arch, preprocessing, folder, cfg.export)
         chosen.append(
             {
                 "budget": target,

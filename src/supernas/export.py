@@ -16,6 +16,7 @@ import copy
 import io
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
@@ -44,12 +45,17 @@ class ExportResult(TypedDict):
 
 
 def export_model(
-    model: nn.Module, example_input: Tensor, out_dir: Path, formats: Sequence[str]
+    model: nn.Module,
+    example_input: Tensor,
+    out_dir: Path,
+    formats: Sequence[str],
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, ExportResult]:
     """Writes each of ``formats`` into ``out_dir`` and checks it against ``model``.
 
     ``example_input`` is one batch at the model's resolution; the copies are checked on it and
-    on a batch twice its size, so a batch size baked into a graph is caught here.
+    on a batch twice its size, so a batch size baked into a graph is caught here. ``metadata``
+    goes into the ONNX file's metadata properties (what a deployment reads back).
 
     Returns:
         ``{"onnx": {"path": ".../model.onnx", "max_rel_diff": 3.1e-07}, ...}``
@@ -60,7 +66,7 @@ def export_model(
     model = copy.deepcopy(model).cpu().eval()
     example = example_input.detach().cpu()
     writers: dict[str, Callable[[nn.Module, Tensor, Path], float]] = {
-        "onnx": export_onnx,
+        "onnx": partial(export_onnx, metadata=metadata or {}),
         "torchscript": export_torchscript,
         "torch-export": export_program,
         "state-dict": export_state_dict,
@@ -115,8 +121,11 @@ def export_program(model: nn.Module, example: Tensor, path: Path) -> float:
     return _compare("torch.export", model, example, torch.export.load(str(path)).module())
 
 
-def export_onnx(model: nn.Module, example: Tensor, path: Path) -> float:
+def export_onnx(
+    model: nn.Module, example: Tensor, path: Path, metadata: dict[str, str] | None = None
+) -> float:
     try:
+        import onnx
         import onnxruntime
     except ImportError:
         raise ExportError(
@@ -140,7 +149,9 @@ def export_onnx(model: nn.Module, example: Tensor, path: Path) -> float:
             )
         except Exception as error:  # an op without an ONNX symbolic, and the like
             raise ExportError(f"ONNX export failed: {_first_line(error)}") from error
-    atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(proto, metadata or {})
+    atomic_write_bytes(path, lambda file: file.write(proto.SerializeToString()))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(batch: Tensor) -> Tensor:

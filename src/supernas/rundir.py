@@ -10,6 +10,7 @@ A run of ``supernas search`` (``runs/<time>-<space>-<strategy>/``) holds::
     sliced.pt           the deployed child of a method that does not retrain (BigNAS)
     model.*             the exports (`supernas.export` names them by format)
     summary.json        the figures of the run
+    preprocessing.json  what the model expects of an image: size, crop, mean, std, classes
     report.md, *.png    the report (`supernas.report`)
     select/             children picked later by ``supernas select``: <budget>/arch.json and
                         exports, selection.json, accuracy_vs_macs.png
@@ -121,6 +122,10 @@ class RunDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def preprocessing(self) -> Path:
+        return self.root / "preprocessing.json"
 
     @property
     def report(self) -> Path:

@@ -49,7 +49,7 @@ def write_fake_cifar10(root: Path, per_batch: int = 4) -> None:
 
 
 def write_fake_imagefolder(
-    root: Path, classes=("cat", "dog", "eel"), per_class=3, splits=("train", "val")
+    root: Path, classes=("cat", "dog", "eel"), per_class=3, splits=("train", "val"), mode="RGB"
 ) -> None:
     """Writes flat-colour PNGs of varied sizes; class i has pixel value 40 i."""
     for split in splits:
@@ -58,4 +58,4 @@ def write_fake_imagefolder(
             folder.mkdir(parents=True)
             for i in range(per_class):
                 pixels = np.full((20 + i, 30, 3), 40 * index, dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
+                Image.fromarray(pixels).convert(mode).save(folder / f"{i}.png")

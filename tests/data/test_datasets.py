@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import Subset, default_collate
 
 from supernas.data import ImageTensorDataset, TransformedDataset
+from supernas.data.augment import Augment
 from supernas.data.transforms import tensor_transform
 
 
@@ -15,7 +16,7 @@ def make_dataset():
 
 def test_batched_items_equal_single_items():
     dataset = make_dataset().with_transform(
-        tensor_transform("fashion_mnist", train=False, resolution=20)
+        tensor_transform("fashion_mnist", Augment(), resolution=20, train=False)
     )
     subset = Subset(dataset, [4, 0, 2])
     batch = default_collate(subset.__getitems__([0, 1, 2]))

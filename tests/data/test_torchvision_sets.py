@@ -22,9 +22,10 @@ def skip_md5(monkeypatch):
 
 def test_cifar10_loads_as_uint8_nchw(tmp_path, skip_md5):
     write_fake_cifar10(tmp_path)
-    train = load_cifar("cifar10", tmp_path, train=True)
-    test = load_cifar("cifar10", tmp_path, train=False)
+    train, classes = load_cifar("cifar10", tmp_path, train=True)
+    test, _ = load_cifar("cifar10", tmp_path, train=False)
     assert (len(train), len(test)) == (20, 4)
+    assert classes == tuple(f"class{i}" for i in range(10))
     assert train.images.shape == (20, 3, 32, 32) and train.images.dtype == torch.uint8
     assert [plane.unique().tolist() for plane in train.images[5]] == [[11], [75], [139]]
     assert [plane.unique().tolist() for plane in test.images[2]] == [[52], [116], [180]]
@@ -33,7 +34,8 @@ def test_cifar10_loads_as_uint8_nchw(tmp_path, skip_md5):
 
 def test_cifar10_accepts_the_batches_folder_itself(tmp_path, skip_md5):
     write_fake_cifar10(tmp_path)
-    assert len(load_cifar("cifar10", tmp_path / "cifar-10-batches-py", train=False)) == 4
+    test, _ = load_cifar("cifar10", tmp_path / "cifar-10-batches-py", train=False)
+    assert len(test) == 4
 
 
 def test_cifar10_bundle_through_build_data(tmp_path, skip_md5):
@@ -78,10 +80,36 @@ def test_imagefolder_bundle_gives_normalised_crops(tmp_path):
     torch.testing.assert_close(image[:, 8, 8], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_imagefolder_without_val_names_the_folder(tmp_path):
-    write_fake_imagefolder(tmp_path, splits=("train",))
-    with pytest.raises(DataError, match=f"{tmp_path / 'val'} does not exist"):
+def test_imagefolder_without_val_or_test_holds_out_a_test_set_and_says_so(tmp_path):
+    write_fake_imagefolder(tmp_path, per_class=10, splits=("train",))
+    bundle = build_data(DataConfig(name="imagefolder", data_dir=str(tmp_path)), resolution=16)
+    assert bundle.sizes() == {"weight": 22, "arch": 5, "test": 3}
+    assert "10% of train/ (data.test_fraction) is the test set" in bundle.roles
+    assert bundle.classes == ("cat", "dog", "eel")
+
+
+def test_imagefolder_val_is_the_arch_split_when_test_exists(tmp_path):
+    write_fake_imagefolder(tmp_path, per_class=5, splits=("train",))
+    write_fake_imagefolder(tmp_path, per_class=2, splits=("val",))
+    write_fake_imagefolder(tmp_path, per_class=3, splits=("test",))
+    bundle = build_data(DataConfig(name="imagefolder", data_dir=str(tmp_path)), resolution=16)
+    assert bundle.sizes() == {"weight": 15, "arch": 6, "test": 9}
+    assert "val/: arch split and validation" in bundle.roles
+
+
+def test_imagefolder_without_train_names_the_folder(tmp_path):
+    write_fake_imagefolder(tmp_path, splits=("val",))
+    with pytest.raises(DataError, match="has no train/ folder"):
         build_data(DataConfig(name="imagefolder", data_dir=str(tmp_path)))
+
+
+def test_grey_imagefolder_loads_one_channel_unless_told(tmp_path):
+    write_fake_imagefolder(tmp_path, splits=("train", "val"), mode="L")
+    grey = build_data(DataConfig(name="imagefolder", data_dir=str(tmp_path)), resolution=16)
+    assert grey.in_channels == 1 and grey.test[0][0].shape == (1, 16, 16)
+    cfg = DataConfig(name="imagefolder", data_dir=str(tmp_path), channels=3)
+    colour = build_data(cfg, resolution=16)
+    assert colour.in_channels == 3 and colour.test[0][0].shape == (3, 16, 16)
 
 
 def test_imagefolder_val_classes_must_match_train(tmp_path):
@@ -95,6 +123,7 @@ def test_imagefolder_with_empty_class_folders_is_a_data_error(tmp_path):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     with pytest.raises(DataError, match="ImageFolder"):
         load_imagefolder(tmp_path, split="train")
+    assert load_imagefolder(tmp_path, split="test") is None
 
 
 @pytest.mark.parametrize("workers", [0, 1])

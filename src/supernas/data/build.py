@@ -17,22 +17,26 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from supernas.data import fashion_mnist
+from supernas.data.augment import Augment, PolicySpec, check_policy, folder_default, resolve
 from supernas.data.datasets import ImageTensorDataset, Sample, TransformedDataset
-from supernas.data.splits import shuffled_indices, split_indices
+from supernas.data.splits import held_out, shuffled_indices, split_indices
 from supernas.data.synthetic import make_synthetic
-from supernas.data.torchvision_sets import (
-    CIFAR_IMAGE_SIZE,
-    CIFAR_NUM_CLASSES,
-    load_cifar,
-    load_imagefolder,
+from supernas.data.torchvision_sets import imagefolder_splits, is_grey, load_cifar, with_mode
+from supernas.data.transforms import (
+    GREY_MEAN,
+    GREY_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TENSOR_RECIPES,
+    folder_transform,
+    tensor_transform,
 )
-from supernas.data.transforms import folder_transform, tensor_transform
 from supernas.errors import DataError
 from supernas.registry import Registry
 
 IMAGEFOLDER_SIZE = 224  # ImageFolder images vary in size; this is the conventional crop
 
-# Called as `factory(train=..., resolution=...)`; returns the transform of one split.
+# Called as `factory(augment, resolution=..., train=...)`; returns the transform of a split.
 TransformFactory = Callable[..., Callable[[Any], Any]]
 
 
@@ -48,7 +52,9 @@ class DataConfig:
     num_workers: int | None = None  # loader processes; None sizes them to the machine
     limit_train: int | None = None  # use only this many training images (quick demos)
     limit_test: int | None = None  # evaluate on only this many test images
-    augment: bool = True  # random crop and flip on the weight split
+    augment: PolicySpec = "auto"  # auto, none, light, imagenet or {crop_padding, flip, scale}
+    channels: int | None = None  # ImageFolder: 1 (grey) or 3; None decides from the images
+    test_fraction: float = 0.1  # ImageFolder without val/ or test/: share held out as test set
     synthetic_channels: int = 1  # the synthetic_* fields only apply to name="synthetic"
     synthetic_size: int = 28
     synthetic_classes: int = 10
@@ -67,10 +73,15 @@ class DataConfig:
         ):
             if value is not None:
                 _check_int(field, value, low=0 if field == "num_workers" else 1)
-        if isinstance(self.arch_fraction, bool) or not isinstance(self.arch_fraction, int | float):
-            raise DataError(f"data.arch_fraction must be a number, got {self.arch_fraction!r}")
-        if not 0.0 <= self.arch_fraction < 1.0:
-            raise DataError(f"data.arch_fraction must be in [0, 1), got {self.arch_fraction}")
+        for field in ("arch_fraction", "test_fraction"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DataError(f"data.{field} must be a number, got {value!r}")
+            if not 0.0 <= value < 1.0:
+                raise DataError(f"data.{field} must be in [0, 1), got {value}")
+        if self.channels not in (None, 1, 3) or isinstance(self.channels, bool):
+            raise DataError(f"data.channels must be 1, 3 or null, got {self.channels!r}")
+        check_policy(self.augment)
 
 
 def _check_int(field: str, value: object, *, low: int) -> None:
@@ -106,6 +117,30 @@ class DataBundle:
     resolution: int  # side length of the images the loaders produce
     batch_size: int
     num_workers: int
+    classes: tuple[str, ...] = ()  # class names in label order
+    augment: Augment = Augment()  # the weight split's random transforms
+    roles: str = ""  # which split of the data set plays which role, in one line
+    mean: tuple[float, ...] = ()  # normalisation after scaling pixels to [0, 1]
+    std: tuple[float, ...] = ()
+
+    def sizes(self) -> dict[str, int]:
+        """Images in each split: what a report should say beside the roles."""
+        return {"weight": len(self.weight), "arch": len(self.arch), "test": len(self.test)}
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What a model trained on this bundle expects of an image, for anyone who deploys it:
+        exactly what the evaluation transform does, in words and numbers."""
+        return {
+            "channels": "L" if self.in_channels == 1 else "RGB",
+            "resize_shorter_side": round(self.resolution / self.augment.eval_crop_ratio),
+            "center_crop": self.resolution,
+            "interpolation": "bilinear, antialiased",
+            "scale": "pixels / 255",
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "layout": "NCHW float32",
+            "classes": list(self.classes),
+        }
 
     def loader(
         self, dataset: Dataset[Sample], train: bool, *, seed: int, distributed: bool = False
@@ -151,35 +186,45 @@ class DataSource:
     train: ImageTensorDataset | TransformedDataset
     test: ImageTensorDataset | TransformedDataset
     in_channels: int
-    num_classes: int
+    classes: tuple[str, ...]  # class names in label order
     image_size: int
     transform: TransformFactory
+    default_augment: Callable[[int], Augment]  # the `auto` policy at a resolution
+    arch: ImageTensorDataset | TransformedDataset | None = None  # a given validation split
+    roles: str = "train: weight and arch splits; test: test set"  # which split plays which role
+    mean: tuple[float, ...] = ()  # normalisation after scaling pixels to [0, 1]
+    std: tuple[float, ...] = ()
 
 
 DATA_SETS: Registry[Callable[[DataConfig], DataSource]] = Registry("data set", DataError)
 
 
+def _tensor_source(name: str, train, test, classes: tuple[str, ...]) -> DataSource:
+    recipe = TENSOR_RECIPES[name]
+    return DataSource(
+        train=train,
+        test=test,
+        in_channels=train.images.shape[1],
+        classes=classes,
+        image_size=train.images.shape[-1],
+        transform=partial(tensor_transform, name),
+        default_augment=lambda _: recipe.augment,
+        mean=recipe.mean,
+        std=recipe.std,
+    )
+
+
 @DATA_SETS.register("fashion_mnist")
 def _fashion_mnist(cfg: DataConfig) -> DataSource:
-    return DataSource(
-        train=fashion_mnist.load_fashion_mnist(cfg.data_dir, train=True),
-        test=fashion_mnist.load_fashion_mnist(cfg.data_dir, train=False),
-        in_channels=1,
-        num_classes=fashion_mnist.NUM_CLASSES,
-        image_size=fashion_mnist.IMAGE_SIZE,
-        transform=partial(tensor_transform, "fashion_mnist"),
-    )
+    train = fashion_mnist.load_fashion_mnist(cfg.data_dir, train=True)
+    test = fashion_mnist.load_fashion_mnist(cfg.data_dir, train=False)
+    return _tensor_source("fashion_mnist", train, test, fashion_mnist.CLASSES)
 
 
 def _cifar(cfg: DataConfig) -> DataSource:
-    return DataSource(
-        train=load_cifar(cfg.name, cfg.data_dir, train=True),
-        test=load_cifar(cfg.name, cfg.data_dir, train=False),
-        in_channels=3,
-        num_classes=CIFAR_NUM_CLASSES[cfg.name],
-        image_size=CIFAR_IMAGE_SIZE,
-        transform=partial(tensor_transform, cfg.name),
-    )
+    train, classes = load_cifar(cfg.name, cfg.data_dir, train=True)
+    test, _ = load_cifar(cfg.name, cfg.data_dir, train=False)
+    return _tensor_source(cfg.name, train, test, classes)
 
 
 DATA_SETS.register("cifar10")(_cifar)
@@ -188,20 +233,46 @@ DATA_SETS.register("cifar100")(_cifar)
 
 @DATA_SETS.register("imagefolder")
 def _imagefolder(cfg: DataConfig) -> DataSource:
-    train = load_imagefolder(cfg.data_dir, split="train")
-    test = load_imagefolder(cfg.data_dir, split="val")
-    if test.classes != train.classes:
-        raise DataError(
-            f"ImageFolder {cfg.data_dir}: val has {len(test.classes)} class folders that differ "
-            f"from train's {len(train.classes)}"
+    folders = imagefolder_splits(cfg.data_dir)
+    train = folders["train"]
+    grey = is_grey(train) if cfg.channels is None else cfg.channels == 1
+    folders = {name: with_mode(folder, "L" if grey else "RGB") for name, folder in folders.items()}
+    train, val, test = folders["train"], folders.get("val"), folders.get("test")
+    arch = None
+    if test is not None:
+        roles = "train/: weights; "
+        if val is not None:
+            arch, roles = val, roles + "val/: arch split and validation; "
+        else:
+            roles += f"{cfg.arch_fraction:.0%} of train/: arch split and validation; "
+        base_train: Dataset = train
+        roles += "test/: test set"
+    elif val is not None:
+        base_train, test = train, val
+        roles = (
+            f"train/: weights, {cfg.arch_fraction:.0%} of it the arch split and validation; "
+            "no test/ folder, so val/ is the test set"
+        )
+    else:
+        kept, held = held_out(len(train), cfg.test_fraction, cfg.split_seed)
+        base_train, test = Subset(train, kept), Subset(train, held)
+        roles = (
+            f"train/: weights, {cfg.arch_fraction:.0%} of it the arch split and validation; "
+            f"no val/ or test/ folder, so {cfg.test_fraction:.0%} of train/ (data.test_fraction) "
+            "is the test set"
         )
     return DataSource(
-        train=TransformedDataset(train, None),
+        train=TransformedDataset(base_train, None),
         test=TransformedDataset(test, None),
-        in_channels=3,
-        num_classes=len(train.classes),
+        arch=None if arch is None else TransformedDataset(arch, None),
+        in_channels=1 if grey else 3,
+        classes=tuple(train.classes),
         image_size=IMAGEFOLDER_SIZE,
-        transform=folder_transform,
+        transform=partial(folder_transform, grey=grey),
+        default_augment=folder_default,
+        roles=roles,
+        mean=GREY_MEAN if grey else IMAGENET_MEAN,
+        std=GREY_STD if grey else IMAGENET_STD,
     )
 
 
@@ -213,14 +284,10 @@ def _synthetic(cfg: DataConfig) -> DataSource:
         "num_classes": cfg.synthetic_classes,
         "seed": cfg.synthetic_seed,
     }
-    return DataSource(
-        train=make_synthetic(cfg.synthetic_train, train=True, **shape),
-        test=make_synthetic(cfg.synthetic_test, train=False, **shape),
-        in_channels=cfg.synthetic_channels,
-        num_classes=cfg.synthetic_classes,
-        image_size=cfg.synthetic_size,
-        transform=partial(tensor_transform, "synthetic"),
-    )
+    train = make_synthetic(cfg.synthetic_train, train=True, **shape)
+    test = make_synthetic(cfg.synthetic_test, train=False, **shape)
+    classes = tuple(f"pattern{i}" for i in range(cfg.synthetic_classes))
+    return _tensor_source("synthetic", train, test, classes)
 
 
 def build_data(cfg: DataConfig, resolution: int | None = None) -> DataBundle:
@@ -237,22 +304,32 @@ def build_data(cfg: DataConfig, resolution: int | None = None) -> DataBundle:
         _check_int("resolution", resolution, low=1)
     source = DATA_SETS.get(cfg.name)(cfg)
     size = resolution or source.image_size
-    train_transform = source.transform(train=cfg.augment, resolution=size)
-    eval_transform = source.transform(train=False, resolution=size)
+    augment = resolve(cfg.augment, source.default_augment(size), size)
+    train_transform = source.transform(augment, resolution=size, train=True)
+    eval_transform = source.transform(augment, resolution=size, train=False)
+    arch_fraction = 0.0 if source.arch is not None else cfg.arch_fraction
     weight_indices, arch_indices = split_indices(
-        len(source.train), cfg.arch_fraction, cfg.split_seed, cfg.limit_train
+        len(source.train), arch_fraction, cfg.split_seed, cfg.limit_train
     )
+    arch: Dataset[Sample] = Subset(source.train.with_transform(eval_transform), arch_indices)
+    if source.arch is not None:
+        arch = source.arch.with_transform(eval_transform)
     test: Dataset[Sample] = source.test.with_transform(eval_transform)
     if cfg.limit_test is not None:
         test = Subset(test, shuffled_indices(len(source.test), cfg.split_seed, cfg.limit_test))
     return DataBundle(
         weight=Subset(source.train.with_transform(train_transform), weight_indices),
-        arch=Subset(source.train.with_transform(eval_transform), arch_indices),
+        arch=arch,
         test=test,
         in_channels=source.in_channels,
-        num_classes=source.num_classes,
+        num_classes=len(source.classes),
         image_size=source.image_size,
         resolution=size,
         batch_size=cfg.batch_size,
         num_workers=default_num_workers() if cfg.num_workers is None else cfg.num_workers,
+        classes=source.classes,
+        augment=augment,
+        roles=source.roles,
+        mean=source.mean,
+        std=source.std,
     )

@@ -28,7 +28,11 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-NUM_CLASSES = 10
+CLASSES = (  # label order of the data set's documentation
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+NUM_CLASSES = len(CLASSES)
 IMAGE_SIZE = 28
 _IDX_UBYTE = 0x08  # idx type code of unsigned bytes, the only type Fashion-MNIST uses
 

@@ -51,3 +51,18 @@ def split_indices(
             "a split would be empty"
         )
     return kept[num_arch:], kept[:num_arch]
+
+
+def held_out(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Splits range(n) into kept and held-out indices, the held-out ones round(fraction * n)
+    from the end of a seeded permutation (another stream than `split_indices` draws from the
+    kept ones, so the two splits stay independent).
+
+    Raises:
+        DataError: Either part would be empty.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1)).tolist()
+    count = round(fraction * n)
+    if count == 0 or count == n:
+        raise DataError(f"cannot hold out {fraction:.0%} of {n} images: a part would be empty")
+    return sorted(order[:-count]), sorted(order[-count:])

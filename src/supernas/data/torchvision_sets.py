@@ -1,4 +1,4 @@
-"""CIFAR-10, CIFAR-100 and ImageFolder (ImageNet-style) data sets read through torchvision.
+"""CIFAR-10, CIFAR-100 and ImageFolder data sets read through torchvision.
 
 Nothing is downloaded: these sets are for users who have them, and a wrong path should say so
 rather than start a 170 MB download into it.
@@ -6,6 +6,7 @@ rather than start a 170 MB download into it.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,8 +17,6 @@ from supernas.data.datasets import ImageTensorDataset
 from supernas.errors import DataError
 
 CIFAR_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
-CIFAR_NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
-CIFAR_IMAGE_SIZE = 32
 
 
 def _existing_root(root: str | Path | None, name: str) -> Path:
@@ -29,7 +28,9 @@ def _existing_root(root: str | Path | None, name: str) -> Path:
     return path
 
 
-def load_cifar(name: str, root: str | Path | None, *, train: bool = True) -> ImageTensorDataset:
+def load_cifar(
+    name: str, root: str | Path | None, *, train: bool = True
+) -> tuple[ImageTensorDataset, tuple[str, ...]]:
     """Loads CIFAR-10 or CIFAR-100 as uint8 (N, 3, 32, 32) in memory.
 
     torchvision checks every file's md5 and unpickles the batches (with download=False); the
@@ -40,6 +41,9 @@ def load_cifar(name: str, root: str | Path | None, *, train: bool = True) -> Ima
         root: The folder holding `cifar-10-batches-py` (or `cifar-100-python`); that folder
             itself is accepted too.
         train: Selects the training batches, else the test batch.
+
+    Returns:
+        The images and labels, and the class names in label order.
 
     Raises:
         DataError: The root is missing, or its files are missing or fail the md5 check.
@@ -56,28 +60,77 @@ def load_cifar(name: str, root: str | Path | None, *, train: bool = True) -> Ima
             f"torchvision.datasets.{cifar.__name__}({str(path)!r}, download=True)"
         ) from err
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
-    return ImageTensorDataset(images, torch.tensor(dataset.targets, dtype=torch.long))
+    labels = torch.tensor(dataset.targets, dtype=torch.long)
+    return ImageTensorDataset(images, labels), tuple(dataset.classes)
 
 
-def load_imagefolder(root: str | Path | None, *, split: str) -> ImageFolder:
-    """Loads `root/<split>` ("train" or "val"), one sub-folder per class, as RGB PIL images.
+SPLIT_FOLDERS = ("train", "val", "test")
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GREY_PROBE = 32  # images looked at to decide whether a folder is grey
+
+
+def imagefolder_splits(root: str | Path | None) -> dict[str, ImageFolder]:
+    """The split folders of an ImageFolder root: ``train/`` (required), ``val/`` and ``test/``
+    (optional), each with one sub-folder per class, the same classes in every split.
 
     Raises:
-        DataError: The folder is missing or holds no class folders with images.
+        DataError: ``train/`` is missing, a split holds no images, or the classes differ.
+    """
+    path = _existing_root(root, "imagefolder")
+    if not (path / "train").is_dir():
+        raise DataError(f"ImageFolder {path} has no train/ folder (one sub-folder per class)")
+    splits = {name: load_imagefolder(path, split=name) for name in SPLIT_FOLDERS}
+    splits = {name: folder for name, folder in splits.items() if folder is not None}
+    for name, folder in splits.items():
+        if folder.classes != splits["train"].classes:
+            raise DataError(
+                f"ImageFolder {path}: the class folders of {name}/ ({len(folder.classes)}) differ "
+                f"from those of train/ ({len(splits['train'].classes)})"
+            )
+    return splits
+
+
+def load_imagefolder(root: str | Path | None, *, split: str) -> ImageFolder | None:
+    """Loads `root/<split>`, one sub-folder per class; None when the folder does not exist.
+
+    Raises:
+        DataError: The folder holds no class folders with images.
     """
     path = _existing_root(root, "imagefolder") / split
     if not path.is_dir():
-        raise DataError(f"ImageFolder split folder {path} does not exist")
+        return None
     try:
-        return ImageFolder(str(path), loader=_read_image)
+        return ImageFolder(str(path), loader=partial(_read_image, mode="RGB"))
     except FileNotFoundError as err:
         raise DataError(f"ImageFolder {path}: {err}") from err
 
 
-def _read_image(path: str) -> Image.Image:
-    """An RGB image; a file that is not one is a `DataError` naming it, even mid-run."""
+def with_mode(folder: ImageFolder, mode: str) -> ImageFolder:
+    """The same folder read as ``mode`` images ("L": one grey channel, "RGB": three)."""
+    folder.loader = partial(_read_image, mode=mode)
+    return folder
+
+
+def is_grey(folder: ImageFolder) -> bool:
+    """Whether the first images of a folder (one per class first) are all grey."""
+    by_class: dict[int, str] = {}
+    for path, label in folder.samples:
+        by_class.setdefault(label, path)
+    paths = list(by_class.values())[:GREY_PROBE]
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                if image.mode not in GREY_MODES:
+                    return False
+        except (OSError, ValueError):
+            continue  # an unreadable file fails with its name when it is read for training
+    return bool(paths)
+
+
+def _read_image(path: str, mode: str) -> Image.Image:
+    """An image in ``mode``; a file that is not one is a `DataError` naming it, even mid-run."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return image.convert(mode)
     except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
         raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None

@@ -14,6 +14,7 @@ Randomness comes from torch's global generator, which the DataLoader seeds in ea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,34 +22,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
+from supernas.data.augment import Augment
+
 
 @dataclass(frozen=True)
 class TensorRecipe:
-    """Normalisation statistics and training augmentation of one in-memory data set."""
+    """Normalisation statistics and the ``auto`` augmentation of one in-memory data set."""
 
     mean: tuple[float, ...]  # per channel, on the [0, 1] scale; one value serves any channels
     std: tuple[float, ...]
-    crop_padding: int  # zero padding before the random crop back to size; 0 turns it off
-    flip: bool  # random horizontal flip
+    augment: Augment
 
 
 TENSOR_RECIPES: dict[str, TensorRecipe] = {
     # Statistics of the training sets; CIFAR's std is the per-pixel one (0.247, ...), not the
     # widely copied (0.2023, ...).
-    "fashion_mnist": TensorRecipe((0.2860,), (0.3530,), crop_padding=2, flip=True),
+    "fashion_mnist": TensorRecipe((0.2860,), (0.3530,), Augment(crop_padding=2, flip=True)),
     "cifar10": TensorRecipe(
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), crop_padding=4, flip=True
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), Augment(crop_padding=4, flip=True)
     ),
     "cifar100": TensorRecipe(
-        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), crop_padding=4, flip=True
+        (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), Augment(crop_padding=4, flip=True)
     ),
     # Synthetic patterns are not augmented: tests want each image to stay what it was drawn as.
-    "synthetic": TensorRecipe((0.5,), (0.25,), crop_padding=0, flip=False),
+    "synthetic": TensorRecipe((0.5,), (0.25,), Augment()),
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGENET_CROP_RATIO = 0.875  # evaluation resizes to size / 0.875, then centre-crops: 256 -> 224
+# Grey ImageFolders: the ImageNet statistics of the luminance ITU-R 601 gives grey pixels.
+GREY_MEAN = (0.299 * 0.485 + 0.587 * 0.456 + 0.114 * 0.406,)
+GREY_STD = (0.299 * 0.229 + 0.587 * 0.224 + 0.114 * 0.225,)
 
 
 class RandomCropBatch(nn.Module):
@@ -84,6 +88,38 @@ class RandomFlipBatch(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         flip = torch.rand(images.shape[0]) < 0.5
         return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+class RandomResizedCropBatch(nn.Module):
+    """Crops a random box of ``scale`` of the area and aspect ratio in [3/4, 4/3] from each
+    float image and resizes it back to the image's size (bilinear), independently per image.
+
+    One ``affine_grid`` + ``grid_sample`` call for the whole batch; torchvision's
+    RandomResizedCrop draws one box per call.
+    """
+
+    def __init__(self, scale: tuple[float, float]) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, images: Tensor) -> Tensor:
+        batch = images.shape[0]
+        area = torch.empty(batch).uniform_(*self.scale)
+        log_ratio = torch.empty(batch).uniform_(math.log(3 / 4), math.log(4 / 3))
+        ratio = log_ratio.exp()
+        width = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the side
+        height = (area / ratio).sqrt().clamp(max=1.0)
+        # Box centres in [-1, 1] coordinates, drawn so that the box stays inside the image.
+        centre_x = (torch.rand(batch) * 2 - 1) * (1 - width)
+        centre_y = (torch.rand(batch) * 2 - 1) * (1 - height)
+        theta = torch.zeros(batch, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 2] = width, centre_x
+        theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
 
 
 class NormalizeBatch(nn.Module):
@@ -123,40 +159,70 @@ class ResizeBatch(nn.Module):
         return f"size={self.size}"
 
 
-def tensor_transform(name: str, *, train: bool, resolution: int) -> nn.Sequential:
+class CenterCropBatch(nn.Module):
+    """Keeps the central ``size`` x ``size`` pixels (torchvision's rounding of the offset)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, images: Tensor) -> Tensor:
+        top = round((images.shape[-2] - self.size) / 2)
+        left = round((images.shape[-1] - self.size) / 2)
+        return images[..., top : top + self.size, left : left + self.size]
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+def tensor_transform(
+    name: str, augment: Augment, *, resolution: int, train: bool
+) -> nn.Sequential:
     """Builds the batch transform of an in-memory data set.
 
     Args:
         name: A key of `TENSOR_RECIPES`.
-        train: Adds the recipe's random crop and flip; evaluation only normalises and resizes.
+        augment: The run's random transforms of the weight split.
         resolution: Side length of the output images.
+        train: Applies ``augment``; evaluation only normalises and resizes.
     """
     recipe = TENSOR_RECIPES[name]
+    normalize = NormalizeBatch(recipe.mean, recipe.std)
+    if not train:  # the evaluation view that goes with the training crops
+        size = round(resolution / augment.eval_crop_ratio)
+        return nn.Sequential(normalize, ResizeBatch(size), CenterCropBatch(resolution))
     steps: list[nn.Module] = []
-    if train and recipe.crop_padding > 0:
-        steps.append(RandomCropBatch(recipe.crop_padding))
-    if train and recipe.flip:
+    if augment.crop_padding > 0:
+        steps.append(RandomCropBatch(augment.crop_padding))
+    if augment.flip:
         steps.append(RandomFlipBatch())
-    steps += [NormalizeBatch(recipe.mean, recipe.std), ResizeBatch(resolution)]
-    return nn.Sequential(*steps)
+    steps.append(normalize)
+    if augment.scale is not None:
+        steps.append(RandomResizedCropBatch(augment.scale))
+    return nn.Sequential(*steps, ResizeBatch(resolution))
 
 
-def folder_transform(*, train: bool, resolution: int) -> v2.Compose:
-    """Builds the per-image ImageNet transform for PIL images from an ImageFolder.
+def folder_transform(
+    augment: Augment, *, resolution: int, train: bool, grey: bool
+) -> v2.Compose:
+    """Builds the per-image transform of PIL images from an ImageFolder.
 
-    Training uses RandomResizedCrop and a flip; evaluation resizes to resolution / 0.875 and
-    centre-crops, the protocol behind every ImageNet top-1 number the papers report.
+    Evaluation resizes the shorter side to ``resolution / augment.eval_crop_ratio`` and
+    centre-crops ``resolution`` (0.875 after resized crops: the ImageNet protocol behind the
+    papers' top-1; 1.0 otherwise: the whole image). Training with a resized crop draws its box
+    from the whole image; otherwise it starts from the evaluation view and pads, crops and
+    flips it as ``augment`` says.
     """
-    if train:
-        geometry = [v2.RandomResizedCrop(resolution, antialias=True), v2.RandomHorizontalFlip()]
+    if train and augment.scale is not None:
+        geometry: list = [v2.RandomResizedCrop(resolution, scale=augment.scale, antialias=True)]
     else:
-        resize = round(resolution / IMAGENET_CROP_RATIO)
+        resize = round(resolution / augment.eval_crop_ratio)
         geometry = [v2.Resize(resize, antialias=True), v2.CenterCrop(resolution)]
+    if train and augment.crop_padding:
+        geometry.append(v2.RandomCrop(resolution, padding=augment.crop_padding))
+    if train and augment.flip:
+        geometry.append(v2.RandomHorizontalFlip())
+    mean, std = (GREY_MEAN, GREY_STD) if grey else (IMAGENET_MEAN, IMAGENET_STD)
     return v2.Compose(
-        [
-            *geometry,
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
+        [*geometry, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     )
