@@ -33,10 +33,11 @@ from supernas.cost.budget import Budget
 from supernas.cost.latency import LatencyTable
 from supernas.cost.latency_build import Timing, build_table, check_table, latency_device
 from supernas.cost.macs import arch_cost
-from supernas.data import DataBundle, DataConfig, build_data
+from supernas.data import DataBundle, DataConfig, build_data, data_shape
 from supernas.errors import CheckpointError, ConfigError
 from supernas.export import export_model
 from supernas.nn import Supernet, build_model
+from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
 from supernas.rng import derive_seed
@@ -88,7 +89,12 @@ def new_run_dir(cfg: RunConfig, kind: str, root: Path = Path("runs")) -> Path:
 
 @contextlib.contextmanager
 def _own_run_dir(
-    cfg: RunConfig, run_dir: Path | None, kind: str, resume: bool, env: DistEnv
+    cfg: RunConfig,
+    space: SearchSpace,
+    run_dir: Path | None,
+    kind: str,
+    resume: bool,
+    env: DistEnv,
 ) -> Iterator[Path]:
     """The run's directory for as long as the run writes it: a new one when not given, an
     empty one for a new run, and locked on rank 0 (another process's run is refused)."""
@@ -101,7 +107,26 @@ def _own_run_dir(
     with exclusive(run_dir) if env.is_main else contextlib.nullcontext():
         if env.is_main and not resume:
             write_config(run_dir, cfg)
+            space_yaml = yaml.safe_dump(space.to_dict(), sort_keys=False)
+            atomic_write_text(RunDir(run_dir).space, space_yaml)
         yield run_dir
+
+
+def run_space(cfg: RunConfig, run_dir: Path | None = None) -> SearchSpace:
+    """The space of a run: the copy in its directory (so that editing the space file later
+    changes nothing), else the named space with its stem and head fitted to the data."""
+    if run_dir is not None and RunDir(run_dir).space.is_file():
+        return SearchSpace.from_yaml(RunDir(run_dir).space)
+    space = get_space(cfg.space)
+    if not space.fit_data:
+        return space
+    in_channels, num_classes = data_shape(cfg.data)
+    if (in_channels, num_classes) != (space.in_channels, space.num_classes):
+        log.info(
+            "space %s: %d input channels and %d classes, from the data (the space says %d and %d)",
+            space.name, in_channels, num_classes, space.in_channels, space.num_classes,
+        )  # fmt: skip
+    return space.fitted(in_channels, num_classes)
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
@@ -444,10 +469,10 @@ def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) ->
 
 def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) -> RunResult:
     seed_everything(cfg.seed)
-    space = get_space(cfg.space)
+    space = run_space(cfg, run_dir if resume else None)
     SearchSettings.of(cfg, space)  # bad options, budget or table fail before the run directory
     device = resolve_device(cfg.device, env)
-    with _own_run_dir(cfg, run_dir, cfg.search.strategy, resume, env) as run_dir:
+    with _own_run_dir(cfg, space, run_dir, cfg.search.strategy, resume, env) as run_dir:
         return _search_in(cfg, space, run_dir, resume, env, device)
 
 
@@ -493,11 +518,11 @@ def _train(
     cfg: RunConfig, arch_path: Path, run_dir: Path | None, resume: bool, env: DistEnv
 ) -> RunResult:
     seed_everything(cfg.seed)
-    space = get_space(cfg.space)
+    space = run_space(cfg, run_dir if resume else None)
     arch = load_arch(space, Path(arch_path))
     Budget(cfg.search.budget, space)  # the summary reports against it: check it before work
     device = resolve_device(cfg.device, env)
-    with _own_run_dir(cfg, run_dir, "train", resume, env) as run_dir:
+    with _own_run_dir(cfg, space, run_dir, "train", resume, env) as run_dir:
         if env.is_main and not resume:
             atomic_write_text(RunDir(run_dir).arch, arch.to_json())
         start = time.perf_counter()
@@ -531,7 +556,7 @@ def load_arch(space: SearchSpace, path: Path) -> Arch:
 def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.Module]:
     """The config, space, arch and trained model of a finished or interrupted run."""
     cfg = read_config(run_dir)
-    space = get_space(cfg.space)
+    space = run_space(cfg, run_dir)
     files = RunDir(run_dir)
     arch = load_arch(space, files.arch)
     model = build_model(space, arch)
@@ -585,7 +610,7 @@ def _export(
 def report(run_dir: Path) -> Path:
     """Rewrites the report of ``run_dir`` from its files."""
     cfg = read_config(run_dir)
-    space = get_space(cfg.space)
+    space = run_space(cfg, run_dir)
     files = RunDir(run_dir)
     summary_path = files.summary
     summary = _read_json(summary_path, {})
@@ -612,7 +637,7 @@ def select(
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
     options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
     select_config, calibration_batches = strategy_cls.selection(options)
-    space = get_space(cfg.space)
+    space = run_space(cfg, run_dir)
     budget = Budget(cfg.search.budget, space)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
@@ -674,3 +699,29 @@ def check_latency_table(lut: Path, archs: int, space: str | None = None) -> dict
     """Predicted against measured latency of ``archs`` random archs of the table's space."""
     table = LatencyTable.load(lut)
     return check_table(table, get_space(space or table.space), archs, progress=True)
+
+
+def predict(source: Path, images: list[Path]) -> list[Prediction]:
+    """Classifies image files with the model of a run directory or a supernas ONNX export,
+    preprocessed as the model's contract says."""
+    source = Path(source)
+    if source.is_dir():
+        _, _, _, model = load_trained(source)
+        path = RunDir(source).preprocessing
+        if not path.is_file():
+            raise ConfigError(f"{path} is missing: the run ended before its model was written")
+        contract = check_contract(_read_json(path, None), str(path))
+        batch = torch.stack([preprocess(image, contract) for image in images])
+        with torch.no_grad():
+            logits = model.eval()(batch)
+    elif source.suffix == ".onnx" and source.is_file():
+        import onnxruntime
+
+        contract = onnx_contract(source)
+        batch = torch.stack([preprocess(image, contract) for image in images])
+        session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+        (output,) = session.run(None, {"images": batch.numpy()})
+        logits = torch.from_numpy(output)
+    else:
+        raise ConfigError(f"{source} is neither a run directory nor an .onnx file")
+    return predictions(images, logits, contract["classes"])

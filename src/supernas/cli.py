@@ -37,6 +37,8 @@ EXAMPLES = {
     "export": "examples:\n  supernas export runs/RUN --format onnx\n"
     "  supernas export runs/RUN --format onnx torchscript state-dict --out exported/",
     "report": "example:\n  supernas report runs/RUN",
+    "predict": "examples:\n  supernas predict runs/RUN photo1.png photo2.jpg\n"
+    "  supernas predict runs/RUN/model.onnx images/*.png   # the ONNX file alone is enough",
     "select": "example:\n  supernas select runs/RUN --budgets 5M,10M,20M",
     "strategy": "examples:\n  supernas strategy list\n  supernas strategy show dmasking\n"
     "  supernas strategy show bignas --json",
@@ -134,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", nargs="+", default=["onnx"], help="onnx, torchscript, torch-export, state-dict"
     )
     export.add_argument("--out", type=Path, help="output folder (default: the run directory)")
+
+    predict = command(
+        "predict", "classify image files with a run's model, preprocessed as it was trained"
+    )
+    predict.add_argument("model", type=Path, help="a run directory or its exported model.onnx")
+    predict.add_argument("images", type=Path, nargs="+", help="image files (any PIL format)")
 
     report = command("report", "rewrite the Markdown report of a run")
     report.add_argument("run_dir", type=Path)
@@ -335,6 +343,9 @@ def _dispatch(args) -> None:
             print(f"{name}: {info['path']} (max relative difference {info['max_rel_diff']:.1e})")
     elif args.command == "report":
         print(api.report(args.run_dir))
+    elif args.command == "predict":
+        for found in api.predict(args.model, args.images):
+            print(f"{found.path}\t{found.name}\t{found.probability:.3f}")
     elif args.command == "select":
         _select(api, args)
     elif args.command == "latency":

@@ -95,8 +95,32 @@ class RunConfig:
             )
 
 
+PATH_KEYS = (("data", "data_dir"), ("space",), ("search", "budget", "lut"))
+
+
 def load_run_config(recipe: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the recipe, then ``--set`` overrides, all checked strictly."""
+    """Defaults, then the recipe, then ``--set`` overrides, all checked strictly.
+
+    Paths in a recipe (``data.data_dir``, a space file, ``search.budget.lut``) are relative to
+    the recipe's folder, paths given with ``--set`` to the working directory; both are made
+    absolute here, so the run's ``config.yaml`` works from any directory.
+    """
     data = load_yaml(recipe) if recipe is not None else {}
+    if recipe is not None:
+        _absolute_paths(data, Path(recipe).resolve().parent)
     data = apply_overrides(data, overrides or [])
+    _absolute_paths(data, Path.cwd())
     return from_dict(RunConfig, data, str(recipe) if recipe is not None else "--set")
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> None:
+    for *parents, key in PATH_KEYS:
+        section = data
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or not isinstance(section.get(key), str):
+            continue
+        value = section[key]
+        is_file = key != "space" or value.endswith((".yaml", ".yml"))  # else a preset's name
+        if is_file and not Path(value).expanduser().is_absolute():
+            section[key] = str(base / value)

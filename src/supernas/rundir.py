@@ -3,6 +3,7 @@
 A run of ``supernas search`` (``runs/<time>-<space>-<strategy>/``) holds::
 
     config.yaml         the resolved settings the run was started with
+    space.yaml          the resolved space (stem and head fitted to the data): the run's own
     search/             the search phase: checkpoint.pt, metrics.jsonl, tb/
     arch.json           the derived arch
     candidates.json     the archs scored while deriving it
@@ -118,6 +119,10 @@ class RunDir:
     @property
     def sliced(self) -> Path:
         return self.root / "sliced.pt"
+
+    @property
+    def space(self) -> Path:
+        return self.root / "space.yaml"
 
     @property
     def summary(self) -> Path:

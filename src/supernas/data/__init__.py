@@ -4,7 +4,14 @@
 run; `bundle.loader(...)` wraps one of them in a DataLoader.
 """
 
-from supernas.data.build import DATA_SETS, DataBundle, DataConfig, DataSource, build_data
+from supernas.data.build import (
+    DATA_SETS,
+    DataBundle,
+    DataConfig,
+    DataSource,
+    build_data,
+    data_shape,
+)
 from supernas.data.datasets import ImageTensorDataset, TransformedDataset
 from supernas.data.fashion_mnist import load_fashion_mnist, read_idx
 from supernas.data.splits import shuffled_indices, split_indices
@@ -19,6 +26,7 @@ __all__ = [
     "ImageTensorDataset",
     "TransformedDataset",
     "build_data",
+    "data_shape",
     "load_cifar",
     "load_fashion_mnist",
     "load_imagefolder",

@@ -290,6 +290,13 @@ def _synthetic(cfg: DataConfig) -> DataSource:
     return _tensor_source("synthetic", train, test, classes)
 
 
+def data_shape(cfg: DataConfig) -> tuple[int, int]:
+    """Input channels and number of classes of the data set of ``cfg``, which a space's stem
+    and head follow (`SearchSpace.fitted`)."""
+    source = DATA_SETS.get(cfg.name)(cfg)
+    return source.in_channels, len(source.classes)
+
+
 def build_data(cfg: DataConfig, resolution: int | None = None) -> DataBundle:
     """Loads the data set of `cfg` and splits its training set into weight and arch sets.
 

@@ -87,6 +87,7 @@ class SearchSpace:
     width_rounding: str = "ofa"  # "ofa" (make_divisible) or "mobile_vision" (get_divisible_by)
     width_divisor: int = 8
     se_ratio: float = 0.25  # attention hidden width = round(hidden width * se_ratio)
+    fit_data: bool = True  # a run sets in_channels and num_classes from its data; false pins them
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -118,8 +119,18 @@ class SearchSpace:
         """Hidden width of the squeeze-excite / split-attention bottleneck."""
         return round_width(mid_channels * self.se_ratio, self.width_divisor, self.width_rounding)
 
+    def fitted(self, in_channels: int, num_classes: int) -> SearchSpace:
+        """This space for images of ``in_channels`` in ``num_classes`` classes: a run's data
+        decides the stem's input and the classifier's output unless the space pins them."""
+        if not self.fit_data or (in_channels, num_classes) == (self.in_channels, self.num_classes):
+            return self
+        return dataclasses.replace(self, in_channels=in_channels, num_classes=num_classes)
+
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        data = _to_plain(dataclasses.asdict(self))
+        if self.fit_data:  # the default stays out, so the fingerprints of spaces stay
+            data.pop("fit_data")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
@@ -245,6 +256,9 @@ def _validate_space(space: SearchSpace) -> None:
     _check(
         _is_int(space.num_classes) and space.num_classes > 1,
         f"space: num_classes {space.num_classes!r} must be an integer above 1",
+    )
+    _check(
+        isinstance(space.fit_data, bool), f"space: fit_data {space.fit_data!r} is not true/false"
     )
     _check(
         _is_int(space.width_divisor) and space.width_divisor > 0,

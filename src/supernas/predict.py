@@ -1,0 +1,81 @@
+"""Classifying image files the way a trained model expects: its preprocessing contract.
+
+A finished run writes ``preprocessing.json`` (and an ONNX export carries the same JSON in its
+metadata under ``supernas.preprocessing``): channels, the shorter-side resize, the centre crop,
+mean, std and the class names in label order. `preprocess` applies exactly that with
+torchvision, so a model is used outside supernas by reading the contract, not the source.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms import v2
+
+from supernas.errors import ConfigError, DataError
+
+METADATA_KEY = "supernas.preprocessing"
+CONTRACT_KEYS = ("channels", "resize_shorter_side", "center_crop", "mean", "std", "classes")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    label: int
+    name: str  # the class name
+    probability: float
+
+
+def check_contract(contract: Any, where: str) -> dict[str, Any]:
+    """The contract, or a one-line error naming its source when a key is missing."""
+    if not isinstance(contract, dict):
+        raise ConfigError(f"{where}: the preprocessing is not a mapping")
+    missing = [key for key in CONTRACT_KEYS if key not in contract]
+    if missing:
+        raise ConfigError(f"{where}: the preprocessing has no {missing[0]!r}")
+    return contract
+
+
+def onnx_contract(path: Path) -> dict[str, Any]:
+    """The preprocessing an ONNX export of supernas carries in its metadata."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise ConfigError(f"{path} carries no {METADATA_KEY} metadata (not a supernas export?)")
+    return check_contract(json.loads(props[METADATA_KEY]), str(path))
+
+
+def preprocess(path: Path, contract: dict[str, Any]) -> Tensor:
+    """One image file as the (C, H, W) float tensor the model expects."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert(contract["channels"])
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None
+    transform = v2.Compose(
+        [
+            v2.Resize(contract["resize_shorter_side"], antialias=True),
+            v2.CenterCrop(contract["center_crop"]),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(contract["mean"], contract["std"]),
+        ]
+    )
+    return transform(image)
+
+
+def predictions(paths: list[Path], logits: Tensor, classes: list[str]) -> list[Prediction]:
+    probabilities = logits.float().softmax(dim=1)
+    best, labels = probabilities.max(dim=1)
+    return [
+        Prediction(str(path), int(label), classes[int(label)], float(p))
+        for path, label, p in zip(paths, labels, best, strict=True)
+    ]
