@@ -146,6 +146,17 @@ CASES = [
     ("run-dir-too-long", {}, ["search", "--run-dir", "{tmp}/" + "x" * 300], "File name too long"),
     ("resume-not-a-run", {}, ["search", "--resume", "{tmp}"], "is not a supernas run directory"),
     ("eval-not-a-run", {}, ["eval", "{tmp}"], "is not a supernas run directory"),
+    ("run-dir-a-file", {"f": "x"}, ["search", "--run-dir", "{tmp}/f"], "is not empty"),
+    ("config-not-utf8", {"old/config.yaml": b"\xff\xfe"}, ["eval", "{tmp}/old"], "not UTF-8"),
+    # own data and models
+    ("augment-unknown", {}, search("data.augment=heavy"), "is not one of auto, none"),
+    ("channels-2", {}, search("data.channels=2"), "data.channels must be 1, 3 or null"),
+    (
+        "predict-not-a-model",
+        {"x.txt": "x"},
+        ["predict", "{tmp}/x.txt", "{tmp}/x.txt"],
+        "neither a run directory nor an .onnx file",
+    ),
     # latency tables and their commands
     (
         "latency-batch-0",
@@ -174,6 +185,7 @@ CASES = [
 def test_hostile_input_is_one_line_and_exit_2(tmp_path, capsys, files, argv, message):
     for name, content in files.items():
         path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
             path.write_bytes(content)
         else:

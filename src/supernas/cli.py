@@ -47,7 +47,8 @@ EXAMPLES = {
     "  supernas strategy show proxyless --json\n"
     "  supernas search recipes/fmnist_dmasking.yaml --set search.options.arch_every=2",
     "latency": "examples:\n  supernas latency build --space fmnist_small --device cpu --threads 1 "
-    "--out lut.json\n  supernas latency check --lut lut.json --archs 20",
+    "--out lut.json\n  supernas latency check --lut lut.json --archs 20\n"
+    "  supernas latency measure runs/RUN   # the finished model, timed as the table was",
 }
 
 
@@ -164,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--repeats", type=int, default=15, help="timed runs per entry (median)")
     build.add_argument("--rounds", type=int, default=3, help="interleaved passes (smallest median)")
     build.add_argument("--out", type=Path, required=True, help="table JSON to write")
+    measure = actions.add_parser(
+        "measure", help="time a finished run's model as its latency table was measured"
+    )
+    measure.add_argument("run_dir", type=Path)
+    measure.add_argument("--threads", type=int, help="torch threads (default: the table's, or 1)")
     check = actions.add_parser("check", help="measured vs predicted latency of random archs")
     check.add_argument("--lut", type=Path, required=True, help="table JSON")
     check.add_argument("--archs", type=int, default=20, help="random archs to measure")
@@ -265,6 +271,8 @@ def _print_result(result) -> None:
             _in_unit(budget[k], budget["budget_metric"]) for k in ("budget_cost", "budget_target")
         )
         print(f"budget:    {cost} against a target of {target}: {verdict}")
+    if "latency_measured_ms" in budget:
+        print(f"latency:   {_measured(budget)}")
     print(f"test top-1: {100 * result.test_top1:.2f}%")
     for warning in result.warnings:
         print(f"WARNING:   {warning}")
@@ -273,6 +281,12 @@ def _print_result(result) -> None:
     for name, info in result.exports.items():
         print(f"export:    {info['path']} ({name})")
     print(f"report:    {result.report}")
+
+
+def _measured(latency: dict) -> str:
+    predicted = latency.get("latency_predicted_ms")
+    text = f"{latency['latency_measured_ms']:.3g} ms measured ({latency['latency_on']})"
+    return text + (f", {predicted:.3g} ms predicted" if predicted is not None else "")
 
 
 def _in_unit(value: float, metric: str) -> str:
@@ -308,6 +322,9 @@ def _latency(api, args) -> None:
             f"latency table: {len(table.entries)} entries on {table.device_name}, "
             f"{table.threads} threads, overhead {table.overhead_ms:.3f} ms -> {args.out}"
         )
+        return
+    if args.action == "measure":
+        print(f"latency: {_measured(api.measure_latency(args.run_dir, args.threads))}")
         return
     result = api.check_latency_table(args.lut, args.archs, args.space)
     print(

@@ -3,12 +3,14 @@ expected cost and its gradient (two ranks staying in step: `test_contract.py`)."
 
 import copy
 import itertools
+import json
 import random
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
-from draws import LANGUAGE_SPACES
+from draws import LANGUAGE_SPACES, contract_space
 from tables import fake_table
 
 from supernas.cost.budget import Budget
@@ -391,3 +393,28 @@ def test_reinforce_moves_alpha_and_state_round_trips():
     other.load_state_dict(state)
     assert other.derive() == strategy.derive()
     assert other.sample_paths() == strategy.sample_paths()
+
+
+@pytest.mark.slow
+def test_a_latency_search_reports_predicted_and_measured_latency(tmp_path):
+    """The summary, the report and the printed result give the target, the predicted and the
+    measured latency of the derived model; ``latency measure`` times it again on its own."""
+    from test_killed_resume import tiny_search
+
+    from runs import supernas
+
+    settings = tiny_search(tmp_path, "proxyless")
+    table = tmp_path / "lut.json"
+    fake_table(contract_space(num_classes=10), scale=0.1).save(table)
+    budget = f"search.budget={{metric: latency, target: 100.0, lut: {table}}}"
+    run_dir = tmp_path / "run"
+    out = supernas("search", "--run-dir", str(run_dir), *settings, "--set", budget).stdout
+    assert "against a target of 100 ms: within it" in out
+    measured = r"latency: +[\d.]+ ms measured \(.*, 1 threads, batch 1\), [\d.]+ ms predicted"
+    assert re.search(measured, out), out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["budget_target"] == 100.0 and summary["latency_measured_ms"] > 0
+    assert summary["latency_predicted_ms"] == summary["budget_cost"]
+    assert "latency_measured_ms" in (run_dir / "report.md").read_text()
+    again = supernas("latency", "measure", str(run_dir)).stdout
+    assert again.startswith("latency: ") and "ms predicted" in again

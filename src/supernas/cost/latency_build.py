@@ -240,6 +240,20 @@ def measure_archs(
     return _interleaved(runs, timing, progress)
 
 
+def measure_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    timing: Timing,
+    threads: int,
+) -> float:
+    """Measured latency (ms) of one model on ``device`` with ``threads`` torch threads."""
+    run = (model.eval().to(device), _input(input_shape, timing, device))
+    with _threads(threads):
+        (ms,) = _interleaved([run], timing, progress=False)
+    return ms
+
+
 def _random_archs(space: SearchSpace, count: int, seed: int) -> list:
     rng = random.Random(seed)
     return [sample(space, rng) for _ in range(count)]
