@@ -66,7 +66,7 @@ def _search(args: argparse.Namespace, options: str, seed: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             start = time.perf_counter()
-            arch, candidates = run_search_phase(cfg, space, Path(run_dir), False, env, device)
+            arch, candidates, _ = run_search_phase(cfg, space, Path(run_dir), False, env, device)
             wall = time.perf_counter() - start
             records = [
                 r for r in read_metrics(Path(run_dir) / "search" / METRICS) if "fpnas/K" in r

@@ -63,7 +63,8 @@ def _search(args: argparse.Namespace, options: str, budget: str) -> tuple:
     torch.manual_seed(cfg.seed)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        arch, _ = run_search_phase(cfg, space, Path(run_dir), False, DistEnv(), torch.device("cpu"))
+        cpu = torch.device("cpu")
+        arch = run_search_phase(cfg, space, Path(run_dir), False, DistEnv(), cpu).arch
         return arch, time.perf_counter() - start
 
 

@@ -81,7 +81,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             run_dir = Path(folder)
             start = time.perf_counter()
-            arch, candidates = run_search_phase(cfg, space, run_dir, False, env, device)
+            arch, candidates, _ = run_search_phase(cfg, space, run_dir, False, env, device)
             search_s = time.perf_counter() - start
             supernet = load_supernet(space, run_dir, device)
             data = build_data(_search_data(cfg))

@@ -21,10 +21,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -241,6 +241,12 @@ def _strategy(
     return strategy_cls(supernet, options, context)
 
 
+class SearchOutcome(NamedTuple):
+    arch: Arch
+    candidates: list[dict]
+    warnings: list[str]  # what the user must know about the search, one line each
+
+
 def run_search_phase(
     cfg: RunConfig,
     space: SearchSpace,
@@ -248,14 +254,15 @@ def run_search_phase(
     resume: bool,
     env: DistEnv,
     device: torch.device,
-) -> tuple[Arch, list[dict]]:
-    """Trains the supernet with the strategy and derives an arch (skipped if already done)."""
+) -> SearchOutcome:
+    """Trains the supernet with the strategy and derives an arch (skipped if already done: a
+    resumed run printed the search's warnings when it searched)."""
     files = RunDir(run_dir)
     arch_path = files.arch
     if resume and arch_path.is_file():
         candidates_path = files.candidates
         candidates = _read_json(candidates_path, [])
-        return arch_from_json(space, arch_path.read_text()), candidates
+        return SearchOutcome(arch_from_json(space, arch_path.read_text()), candidates, [])
     settings = SearchSettings.of(cfg, space)
     data = build_data(_search_data(cfg))
     _check_data_fits(space, data)
@@ -279,7 +286,24 @@ def run_search_phase(
     if env.is_main:
         atomic_write_text(files.candidates, json.dumps(candidates, indent=1))
         atomic_write_text(arch_path, arch.to_json())
-    return arch, candidates
+    return SearchOutcome(arch, candidates, near_uniform(strategy.spread()))
+
+
+
+NEAR_UNIFORM = 0.95  # share of the maximal entropy above which a distribution barely moved
+
+
+def near_uniform(spread: float | None) -> list[str]:
+    """One line when the architecture distribution ends near uniform."""
+    if spread is None or spread < NEAR_UNIFORM:
+        return []
+    line = (
+        f"the arch distribution ended near uniform (entropy {spread:.0%} of its maximum), so "
+        "the derived arch is close to a random draw; search longer (search.epochs, "
+        "search.limit_train) or raise the arch LR (search.options.arch_lr)"
+    )
+    log.warning(line)
+    return [line]
 
 
 def train_arch(
@@ -386,12 +410,13 @@ def finish(
     run_dir: Path,
     extra: dict[str, Any],
     candidates: list[dict],
+    search_warnings: Sequence[str] = (),
 ) -> RunResult:
     """Writes the model's preprocessing, exports the model, writes summary.json and the
     report (rank 0 only)."""
     cost = arch_cost(space, arch)
     budget = _budget_fields(Budget(cfg.search.budget, space), arch)
-    warnings = near_chance(space.num_classes, candidates, test["test/top1"])
+    warnings = [*search_warnings, *near_chance(space.num_classes, candidates, test["test/top1"])]
     preprocessing = data.preprocessing()
     atomic_write_text(RunDir(run_dir).preprocessing, json.dumps(preprocessing, indent=1))
     exports = _export(model, space, arch, preprocessing, run_dir, cfg.export)
@@ -507,7 +532,7 @@ def _search_in(
     device: torch.device,
 ) -> RunResult:
     start = time.perf_counter()
-    arch, candidates = run_search_phase(cfg, space, run_dir, resume, env, device)
+    arch, candidates, warnings = run_search_phase(cfg, space, run_dir, resume, env, device)
     searched = time.perf_counter()
     if STRATEGIES.get(cfg.search.strategy).retrains:
         model, test, data = train_arch(cfg, space, arch, run_dir, resume, env, device)
@@ -521,7 +546,7 @@ def _search_in(
     }
     if not env.is_main:
         return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
-    return finish(cfg, space, arch, model, test, data, run_dir, times, candidates)
+    return finish(cfg, space, arch, model, test, data, run_dir, times, candidates, warnings)
 
 
 def train(

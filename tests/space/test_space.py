@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -92,3 +93,20 @@ def test_a_space_file_that_would_build_wrong_is_refused_with_its_field(
 ):
     with pytest.raises(SpaceError, match=message):
         SearchSpace.from_dict(_changed(section, field, value))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["blocks"][2].update(kernal=[3]), "space: block 2: unknown field 'kernal'"),
+        (lambda d: d["blocks"][0].pop("stage"), "space: block 0: field 'stage' is missing"),
+        (lambda d: d["head"].update(colour=1), "space: head: unknown field 'colour'"),
+        (lambda d: d.update(blocks=3), "space: blocks must be a list"),
+        (lambda d: d.update(stem=[16]), "space: stem must be a mapping"),
+    ],
+)
+def test_a_typo_in_a_space_file_names_the_part_and_the_field(change, message):
+    data = get_space("fmnist_small").to_dict()
+    change(data)
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        SearchSpace.from_dict(data)

@@ -28,6 +28,7 @@ from draws import contract_space
 from tables import fake_table
 
 from runs import free_port, rank_env
+from supernas.api import near_uniform
 from supernas.config import from_dict
 from supernas.cost.budget import Budget
 from supernas.cost.macs import arch_cost
@@ -244,3 +245,18 @@ def test_two_ranks_on_different_data_derive_one_arch(tmp_path):
         for key, weight in rank0[name]["weights"].items():
             if "running" not in key and "num_batches" not in key:  # BN statistics are per rank
                 assert torch.equal(weight, rank1[name]["weights"][key]), f"{name}: {key}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spread_of_the_arch_distribution_is_a_share_of_its_maximum(name):
+    strategy = build(name)
+    if not strategy.arch_parameters():
+        assert strategy.spread() is None
+        return
+    assert 0.9 < strategy.spread() <= 1 + 1e-6, "a fresh distribution is near uniform"
+    with torch.no_grad():
+        for logits in strategy.arch_parameters():
+            logits.zero_()
+            logits.view(-1)[0] = 30.0  # all mass on one option
+    assert strategy.spread() < 1e-6
+    assert near_uniform(0.97) and not near_uniform(strategy.spread())

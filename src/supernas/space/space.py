@@ -134,15 +134,17 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
-        try:
-            fields = dict(data)
-            fields["stem"] = StemSpec(**_tuples(fields["stem"]))
-            fields["head"] = HeadSpec(**_tuples(fields["head"]))
-            fields["blocks"] = tuple(BlockSpec(**_tuples(b)) for b in fields["blocks"])
-            fields["resolutions"] = tuple(fields["resolutions"])
-            return cls(**fields)
-        except (KeyError, TypeError) as error:
-            raise SpaceError(f"malformed space definition: {error}") from None
+        fields = _fields(cls, data, "space")
+        fields["stem"] = StemSpec(**_fields(StemSpec, fields["stem"], "space: stem"))
+        fields["head"] = HeadSpec(**_fields(HeadSpec, fields["head"], "space: head"))
+        blocks = fields["blocks"]
+        _check(isinstance(blocks, tuple) and len(blocks) > 0, "space: blocks must be a list")
+        fields["blocks"] = tuple(
+            BlockSpec(**_fields(BlockSpec, block, f"space: block {index}"))
+            for index, block in enumerate(blocks)
+        )
+        _check(isinstance(fields["resolutions"], tuple), "space: resolutions must be a list")
+        return cls(**fields)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -158,8 +160,24 @@ class SearchSpace:
         return cls.from_dict(data)
 
 
-def _tuples(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """``data`` as keyword arguments of the dataclass ``cls`` (lists as tuples), or a one-line
+    error naming the part of the space and the key that is unknown or missing."""
+    _check(isinstance(data, dict), f"{where} must be a mapping, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    unknown = sorted(set(data) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise SpaceError(f"{where}: unknown field {unknown[0]!r} (known: {names})")
+    missing = sorted(required - set(data))
+    if missing:
+        raise SpaceError(f"{where}: field {missing[0]!r} is missing")
+    return {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in data.items()}
 
 
 def _to_plain(value: Any) -> Any:

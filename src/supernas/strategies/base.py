@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -105,6 +106,14 @@ class Strategy(abc.ABC):
     def arch_parameters(self) -> list[Tensor]:
         """The architecture parameters (empty for methods without any)."""
         return []
+
+    def spread(self) -> float | None:
+        """Entropy of the architecture distribution as a share of its maximum: 1.0 is uniform,
+        where the derived arch is a draw at random; None for methods without parameters."""
+        logits = [p.detach().flatten() for p in self.arch_parameters() if p.numel() > 1]
+        if not logits:
+            return None
+        return sum(entropy(t) for t in logits) / sum(math.log(t.numel()) for t in logits)
 
     @abc.abstractmethod
     def step(self, batch: Batch, step: int) -> dict[str, float]:
