@@ -119,7 +119,7 @@ CASES = [
             ("head", "dropout", 1.5, "head: dropout 1.5 not in [0, 1)"),
             ("blocks", "out_channels", [16.5, 24], "out_channels 16.5 must be a positive integer"),
             ("space", "se_ratio", -1, "se_ratio -1 must be in (0, 1]"),
-            ("blocks", "attentions", ["se"], "attention 'se' must be an integer"),
+            ("blocks", "attentions", ["sq"], "attention 'sq' must be none, se or splat"),
         ]
     ),
     ("space-not-utf8", {"s.yaml": b"\xff"}, search("space={tmp}/s.yaml"), "cannot read space"),

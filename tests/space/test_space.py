@@ -78,7 +78,7 @@ def _changed(section: str, field: str, value):
         ("blocks", "kernel_sizes", [3, 4], r"block 1 \(stage 2\): kernel size 4 must be odd"),
         ("blocks", "out_channels", [16.0, 24], "out_channels 16.0 must be a positive integer"),
         ("blocks", "expansions", [0, 3], "expansions 0 must be a positive number"),
-        ("blocks", "attentions", ["se"], "attention 'se' must be an integer >= 0"),
+        ("blocks", "attentions", ["sq"], "attention 'sq' must be none, se or splat"),
         ("blocks", "stride", True, "stride True not in"),
         ("space", "width_divisor", 0, "width_divisor 0 must be a positive integer"),
         ("space", "se_ratio", -1, r"se_ratio -1 must be in \(0, 1\]"),
@@ -109,4 +109,13 @@ def test_a_typo_in_a_space_file_names_the_part_and_the_field(change, message):
     data = get_space("fmnist_small").to_dict()
     change(data)
     with pytest.raises(SpaceError, match=re.escape(message)):
+        SearchSpace.from_dict(data)
+
+
+def test_attentions_take_the_names_space_show_prints():
+    data = get_space("fmnist_small").to_dict()
+    data["blocks"][0]["attentions"] = ["none", "se", "splat2"]
+    assert SearchSpace.from_dict(data).blocks[0].attentions == (0, 1, 2)
+    data["blocks"][0]["attentions"] = ["cbam"]
+    with pytest.raises(SpaceError, match="attention 'cbam' must be"):
         SearchSpace.from_dict(data)

@@ -4,9 +4,7 @@ package's: `supernas.cost.macs.describe_cost_range`)."""
 from __future__ import annotations
 
 from supernas.space.choices import count_archs
-from supernas.space.space import SearchSpace
-
-_ATTENTION = {0: "none", 1: "se"}
+from supernas.space.space import SearchSpace, attention_name
 
 
 def _fmt(options) -> str:
@@ -14,7 +12,7 @@ def _fmt(options) -> str:
 
 
 def _attention(options) -> str:
-    return ",".join(_ATTENTION.get(a, f"splat{a}") for a in options)
+    return ",".join(attention_name(a) for a in options)
 
 
 def describe(space: SearchSpace) -> str:

@@ -140,7 +140,7 @@ class SearchSpace:
         blocks = fields["blocks"]
         _check(isinstance(blocks, tuple) and len(blocks) > 0, "space: blocks must be a list")
         fields["blocks"] = tuple(
-            BlockSpec(**_fields(BlockSpec, block, f"space: block {index}"))
+            BlockSpec(**_attentions_by_name(_fields(BlockSpec, block, f"space: block {index}")))
             for index, block in enumerate(blocks)
         )
         _check(isinstance(fields["resolutions"], tuple), "space: resolutions must be a list")
@@ -158,6 +158,24 @@ class SearchSpace:
         if not isinstance(data, dict):
             raise SpaceError(f"space file {path} does not hold a mapping")
         return cls.from_dict(data)
+
+
+ATTENTION_NAMES = {0: "none", 1: "se"}  # r >= 2 is "splat<r>", split-attention over r splits
+
+
+def attention_name(splits: int) -> str:
+    return ATTENTION_NAMES.get(splits, f"splat{splits}")
+
+
+def _attentions_by_name(block: dict[str, Any]) -> dict[str, Any]:
+    """A block's attentions as `space show` prints them (none, se, splat2) or as integers."""
+    by_name = {name: splits for splits, name in ATTENTION_NAMES.items()}
+    options = []
+    for option in block.get("attentions", ()):
+        if isinstance(option, str) and option.startswith("splat") and option[5:].isdigit():
+            option = int(option[5:])
+        options.append(by_name.get(option, option) if isinstance(option, str) else option)
+    return {**block, "attentions": tuple(options)} if "attentions" in block else block
 
 
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
@@ -240,8 +258,8 @@ def _validate_block(index: int, block: BlockSpec) -> None:
     for splits in block.attentions:
         _check(
             _is_int(splits) and splits >= 0,
-            f"{where}: attention {splits!r} must be an integer >= 0 (0 none, 1 squeeze-excite, "
-            "r >= 2 split-attention)",
+            f"{where}: attention {splits!r} must be none, se or splat<r> (r >= 2 splits), or "
+            "its integer (0, 1, r)",
         )
     _check(
         not (block.optional and block.stride != 1),
