@@ -177,3 +177,14 @@ def test_train_then_eval_export_report(tmp_path, capsys):
     (run_dir / "summary.json").write_text('{"test_top1": 0.9')  # cut short
     assert main(["-q", "report", str(run_dir)]) == 2
     assert "summary.json is damaged: it is not JSON" in capsys.readouterr().err
+
+
+def test_train_takes_the_space_its_arch_file_names(tmp_path):
+    from supernas.space import smallest
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(smallest(get_space("fmnist_bignas")).to_json())
+    run_dir = tmp_path / "run"
+    settings = overrides("train.epochs=1", "data.synthetic_train=64", "data.synthetic_test=32")
+    supernas("-q", "train", "--arch", str(arch), "--run-dir", str(run_dir), *settings)
+    assert "fmnist_bignas" in (run_dir / "space.yaml").read_text()

@@ -50,7 +50,7 @@ from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
 from supernas.rng import derive_seed
 from supernas.rundir import ARCH, CHECKPOINT, RunDir, check_fresh, create_run_dir, exclusive
-from supernas.space import Arch, SearchSpace, arch_from_json, get_space
+from supernas.space import SPACES, Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext, Strategy
 from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.selection import SelectConfig, select_children
@@ -74,6 +74,19 @@ from supernas.train.checkpoint import atomic_write_text, save_checkpoint
 from supernas.train.distributed import from_main, rank_failures
 
 log = logging.getLogger(__name__)
+
+
+def _speak() -> None:
+    """Progress lines for a caller who configured no logging (a notebook, a script): without
+    a handler, Python drops INFO records and a run would be silent for minutes. A caller's own
+    logging configuration, or the CLI's, is left alone."""
+    package = logging.getLogger("supernas")
+    if logging.getLogger().handlers or package.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
 
 
 @dataclass
@@ -506,6 +519,7 @@ def restarted(run_dir: Path | None) -> bool:
 
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
+    _speak()
     env = init_distributed(cfg.device, cfg.timeout_s)
     try:
         with rank_failures(env, cfg.timeout_s):
@@ -553,6 +567,7 @@ def train(
     cfg: RunConfig, arch_path: Path, run_dir: Path | None = None, resume: bool = False
 ) -> RunResult:
     """Trains a given arch (JSON) from scratch, evaluates, exports and reports."""
+    _speak()
     env = init_distributed(cfg.device, cfg.timeout_s)
     try:
         with rank_failures(env, cfg.timeout_s):
@@ -565,6 +580,8 @@ def _train(
     cfg: RunConfig, arch_path: Path, run_dir: Path | None, resume: bool, env: DistEnv
 ) -> RunResult:
     seed_everything(cfg.seed)
+    if not resume:
+        cfg = _with_arch_space(cfg, Path(arch_path))
     space = run_space(cfg, run_dir if resume else None)
     arch = load_arch(space, Path(arch_path))
     Budget(cfg.search.budget, space)  # the summary reports against it: check it before work
@@ -578,6 +595,22 @@ def _train(
             return RunResult(run_dir, arch, 0, 0, test["test/top1"], {}, None)
         extra = {"train_s": round(time.perf_counter() - start, 1)}
         return finish(cfg, space, arch, model, test, data, run_dir, extra, [])
+
+
+def _with_arch_space(cfg: RunConfig, arch_path: Path) -> RunConfig:
+    """The config with the space the arch file names, where the recipe left the default: an
+    arch of another preset then trains without ``--set space=``."""
+    try:
+        named = json.loads(arch_path.read_text()).get("space")
+    except (OSError, ValueError, AttributeError):
+        return cfg  # load_arch says what is wrong with the file
+    default = RunConfig.__dataclass_fields__["space"].default
+    if cfg.space != default or not isinstance(named, str) or named == default:
+        return cfg
+    if named not in SPACES.names():
+        return cfg  # a space file's arch: the recipe must name the file
+    log.info("space %s, as the arch file %s says", named, arch_path)
+    return dataclasses.replace(cfg, space=named)
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -665,7 +698,8 @@ def report(run_dir: Path) -> Path:
     rows = _arch_rows(space, load_arch(space, arch_path)) if arch_path.is_file() else []
     candidates_path = files.candidates
     candidates = _read_json(candidates_path, [])
-    return write_report(run_dir, summary, rows, candidates)
+    selection = _read_json(files.selection, {}).get("chosen", [])
+    return write_report(run_dir, summary, rows, candidates, selection)
 
 
 def select(
@@ -693,7 +727,7 @@ def select(
     calibration = list(itertools.islice(weight_loader, calibration_batches))
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
     batches = list(itertools.islice(arch_loader, cfg.search.arch_eval_batches))
-    with tqdm(desc="select", unit="child") as bar:
+    with tqdm(desc="select", unit="child", disable=None) as bar:  # no bar in a log file
         found = select_children(
             space,
             lambda arch: evaluate_child(supernet, arch, calibration, batches, device),
@@ -725,6 +759,7 @@ def select(
     selection = {"chosen": chosen, "candidates": found.candidates}
     atomic_write_text(files.selection, json.dumps(selection, indent=1))
     plot_cost_accuracy(found.candidates, [c["arch"] for c in chosen], files.selection_plot)
+    report(run_dir)
     return chosen
 
 

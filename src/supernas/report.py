@@ -114,11 +114,13 @@ def write_report(
     summary: dict[str, Any],
     arch_rows: Sequence[dict[str, Any]] | None = None,
     candidates: Sequence[dict[str, Any]] | None = None,
+    selection: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
     """Writes ``run_dir/report.md`` and its PNGs under ``run_dir/plots/``; returns the report.
 
     ``summary`` is a flat table of the run (space, strategy, arch, MACs, top-1, exported
-    files...), ``arch_rows`` one dict per block, ``candidates`` the points of the search plot.
+    files...), ``arch_rows`` one dict per block, ``candidates`` the points of the search plot,
+    ``selection`` the children that ``supernas select`` chose.
     Curves come from the ``metrics.jsonl`` of the run folder and of its ``search/`` and
     ``train/`` phases.
     """
@@ -134,6 +136,13 @@ def write_report(
         lines += ["", "## Candidates", "", _image("candidates", path, run_dir), ""]
         lines += [f"Best {len(best)} of {len(candidates)} by arch-split top-1:", ""]
         lines += _table(best, run_dir)
+    if selection:
+        path = RunDir(run_dir).selection_plot
+        lines += ["", "## Selected children (`supernas select`)", ""]
+        if path.is_file():
+            lines += [_image("selection", path, run_dir), ""]
+        keep = ("budget", "metric", "arch", "arch_top1", "test_top1", "macs", "latency_ms")
+        lines += _table([{k: c[k] for k in keep if k in c} for c in selection], run_dir)
     lines += ["", "## Curves", "", *_curves(run_dir)]
     path = RunDir(run_dir).report
     atomic_write_text(path, "\n".join(lines) + "\n")

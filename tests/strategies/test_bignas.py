@@ -310,5 +310,7 @@ def test_search_deploys_the_sliced_child_and_select_exports_one_per_budget(tmp_p
     assert all(c["metric"] == "macs" and c["macs"] <= c["budget"] for c in chosen)
     assert (run_dir / "select" / "accuracy_vs_macs.png").is_file()
     assert (run_dir / "select" / f"{top / 1e6:g}M" / "model.safetensors").is_file()
+    report = (run_dir / "report.md").read_text()
+    assert "## Selected children" in report and chosen[-1]["arch"] in report
     with pytest.raises(BudgetError):
         select(run_dir, [floor / 2])
