@@ -1,6 +1,7 @@
 import onnxruntime
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -83,6 +84,22 @@ def test_every_format_matches_pytorch(tmp_path, batch):
         assert info["path"] == str(tmp_path / FILENAMES[name])
         assert 0 <= info["max_rel_diff"] <= 1e-4, name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILENAMES.values())  # no temps
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_every_format_carries_the_metadata(tmp_path):
+    metadata = {"supernas.preprocessing": '{"center_crop": 16}', "supernas.arch": "r16/..."}
+    export_model(tiny_net(), torch.randn(2, 3, 16, 16), tmp_path, list(FORMATS), metadata)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    assert session.get_modelmeta().custom_metadata_map == metadata
+    with safe_open(tmp_path / "model.safetensors", "pt") as weights:
+        assert weights.metadata() == metadata
+    files = dict.fromkeys(metadata, "")
+    torch.jit.load(str(tmp_path / "model.torchscript.pt"), _extra_files=files)
+    assert {key: value.decode() for key, value in files.items()} == metadata  # read as bytes
+    files = dict.fromkeys(metadata, "")
+    torch.export.load(str(tmp_path / "model.pt2"), extra_files=files)
+    assert files == metadata
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

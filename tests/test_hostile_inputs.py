@@ -40,6 +40,8 @@ def _table(**change) -> str:
         data["entries"] = {key: float("nan") for key in entries}
     elif change.get("entries") == "negative":
         data["entries"] = {key: -40.0 for key in entries}
+    if "overhead_ms" in change:
+        data["overhead_ms"] = change["overhead_ms"]
     return json.dumps(data)
 
 
@@ -147,6 +149,12 @@ CASES = [
     ("resume-not-a-run", {}, ["search", "--resume", "{tmp}"], "is not a supernas run directory"),
     ("eval-not-a-run", {}, ["eval", "{tmp}"], "is not a supernas run directory"),
     ("run-dir-a-file", {"f": "x"}, ["search", "--run-dir", "{tmp}/f"], "is not empty"),
+    (
+        "lut-typed-badly",
+        {"lut.json": _table(overhead_ms="fast")},
+        search("search.budget={metric: latency, target: 5.0, lut: {tmp}/lut.json}"),
+        "overhead_ms",
+    ),
     ("config-not-utf8", {"old/config.yaml": b"\xff\xfe"}, ["eval", "{tmp}/old"], "not UTF-8"),
     # own data and models
     ("augment-unknown", {}, search("data.augment=heavy"), "is not one of auto, none"),

@@ -1,6 +1,7 @@
-"""A user's own ImageFolder, end to end from other working directories: 12 classes, no val/,
-grey or colour, a preset space with no edit; the model carries its preprocessing, and the ten
-lines of docs/data.md reproduce `supernas eval` with nothing but Pillow, NumPy and ONNX Runtime."""
+"""A user's own ImageFolder, end to end from other working directories (search, train, eval,
+export, predict): 12 classes, no val/, grey or colour, a preset space with no edit. The model
+carries its preprocessing, and the ten lines of docs/data.md reproduce `supernas eval` with
+nothing but Pillow, NumPy and ONNX Runtime."""
 
 import json
 import re
@@ -66,6 +67,9 @@ def test_an_imagefolder_from_search_to_predict_with_no_edits(tmp_path, mode):
     (project / "recipe.yaml").write_text(RECIPE)
     elsewhere.mkdir()
     run(elsewhere, "search", "../project/recipe.yaml", "--run-dir", "run")
+    arch = str(elsewhere / "run" / "arch.json")
+    run(tmp_path, "train", "project/recipe.yaml", "--arch", arch, "--run-dir", "trained")
+    assert (tmp_path / "trained" / "model.onnx").is_file()
 
     copied = tmp_path / "copied"
     shutil.copytree(elsewhere / "run", copied)  # a copied run directory keeps working

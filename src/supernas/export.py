@@ -16,7 +16,6 @@ import copy
 import io
 import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
@@ -54,8 +53,9 @@ def export_model(
     """Writes each of ``formats`` into ``out_dir`` and checks it against ``model``.
 
     ``example_input`` is one batch at the model's resolution; the copies are checked on it and
-    on a batch twice its size, so a batch size baked into a graph is caught here. ``metadata``
-    goes into the ONNX file's metadata properties (what a deployment reads back).
+    on a batch twice its size, so a batch size baked into a graph is caught here. Every format
+    carries ``metadata`` (ONNX metadata properties, safetensors header, TorchScript and
+    torch.export extra files): what a deployment reads back.
 
     Returns:
         ``{"onnx": {"path": ".../model.onnx", "max_rel_diff": 3.1e-07}, ...}``
@@ -65,8 +65,8 @@ def export_model(
         raise ExportError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     model = copy.deepcopy(model).cpu().eval()
     example = example_input.detach().cpu()
-    writers: dict[str, Callable[[nn.Module, Tensor, Path], float]] = {
-        "onnx": partial(export_onnx, metadata=metadata or {}),
+    writers: dict[str, Callable[[nn.Module, Tensor, Path, dict[str, str]], float]] = {
+        "onnx": export_onnx,
         "torchscript": export_torchscript,
         "torch-export": export_program,
         "state-dict": export_state_dict,
@@ -74,15 +74,20 @@ def export_model(
     results: dict[str, ExportResult] = {}
     for name in dict.fromkeys(formats):  # drops repeats, keeps the order
         path = Path(out_dir) / FILENAMES[name]
-        results[name] = {"path": str(path), "max_rel_diff": writers[name](model, example, path)}
+        gap = writers[name](model, example, path, metadata or {})
+        results[name] = {"path": str(path), "max_rel_diff": gap}
     return results
 
 
-def export_state_dict(model: nn.Module, example: Tensor, path: Path) -> float:
-    """Weights and buffers as safetensors; reloaded and compared bit for bit."""
+def export_state_dict(
+    model: nn.Module, example: Tensor, path: Path, metadata: dict[str, str] | None = None
+) -> float:
+    """Weights and buffers as safetensors, ``metadata`` in its header; reloaded and compared
+    bit for bit."""
     # clone: safetensors refuses tensors that share storage (views cut out of a supernet)
     tensors = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    atomic_write_bytes(path, lambda file: file.write(safetensors_bytes(tensors)))
+    data = safetensors_bytes(tensors, metadata=metadata or None)
+    atomic_write_bytes(path, lambda file: file.write(data))
     reloaded = load_file(path)
     for key, tensor in tensors.items():
         if not torch.equal(reloaded[key], tensor):
@@ -90,7 +95,10 @@ def export_state_dict(model: nn.Module, example: Tensor, path: Path) -> float:
     return 0.0
 
 
-def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> float:
+def export_torchscript(
+    model: nn.Module, example: Tensor, path: Path, metadata: dict[str, str] | None = None
+) -> float:
+    """A traced TorchScript module; ``metadata`` as its extra files."""
     with warnings.catch_warnings():
         # jit is deprecated but still widely loaded; a baked-in shape is caught by the check
         warnings.simplefilter("ignore", FutureWarning)
@@ -99,14 +107,16 @@ def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> float:
         with torch.no_grad():
             traced = torch.jit.trace(model, example, check_trace=False)  # compared below
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
+        torch.jit.save(traced, buffer, _extra_files=metadata or {})
         atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
         reloaded = torch.jit.load(str(path))
     return _compare("TorchScript", model, example, reloaded)
 
 
-def export_program(model: nn.Module, example: Tensor, path: Path) -> float:
-    """A ``torch.export`` program with a dynamic batch axis."""
+def export_program(
+    model: nn.Module, example: Tensor, path: Path, metadata: dict[str, str] | None = None
+) -> float:
+    """A ``torch.export`` program with a dynamic batch axis; ``metadata`` as its extra files."""
     # a batch of one would make torch.export specialise the batch axis to 1
     traced_on = _bigger_batch(example)
     try:
@@ -116,7 +126,7 @@ def export_program(model: nn.Module, example: Tensor, path: Path) -> float:
     except Exception as error:  # torch raises many types for untraceable code
         raise ExportError(f"torch.export failed: {_first_line(error)}") from error
     buffer = io.BytesIO()
-    torch.export.save(program, buffer)
+    torch.export.save(program, buffer, extra_files=metadata or {})
     atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
     return _compare("torch.export", model, example, torch.export.load(str(path)).module())
 
