@@ -119,9 +119,10 @@ def test_search_under_torchrun_derives_one_arch_on_every_launch_path(tmp_path):
 
 def _killed_and_restarted(torchrun: list[str], command: list[str], run_dir: Path) -> str:
     """The arch of a standalone 2-process search whose second worker is SIGKILLed after its
-    first checkpoint. More than one restart is allowed, as a cluster job would: a restarted
-    round's gloo mesh can fail to connect on a loaded machine (a torchrun race), and that
-    failure is one more restart, not a wrong result."""
+    first checkpoint. More than one restart is allowed, as a cluster job would allow: a
+    restarted round that fails to connect on a loaded machine is one more restart, not a wrong
+    result. (Before each round's keys had their own prefix, a restarted worker could read the
+    killed worker's address and wait on it past the test's limit.)"""
     elastic = ["--standalone", "--nproc_per_node", "2", "--max-restarts", "3"]
     argv = [*torchrun, *elastic, *command, "--run-dir", str(run_dir)]
     launcher = subprocess.Popen(argv, env=cli_env(), stderr=subprocess.PIPE, text=True)

@@ -159,6 +159,25 @@ CASES = [
     # own data and models
     ("augment-unknown", {}, search("data.augment=heavy"), "is not one of auto, none"),
     ("channels-2", {}, search("data.channels=2"), "data.channels must be 1, 3 or null"),
+    ("channels-not-a-folder", {}, search("data.channels=1"), "applies to imagefolder only"),
+    (
+        "pinned-space-other-data",
+        {"s.yaml": _space_with("space", "fit_data", False)},
+        search("space={tmp}/s.yaml", "data.synthetic_classes=5"),
+        "expects 1-channel images in 10 classes; the data set has 1 channels and 5 classes",
+    ),
+    (
+        "predict-missing-image",
+        {"x.onnx": "x"},
+        ["predict", "{tmp}/x.onnx", "{tmp}/none.png"],
+        "image file {tmp}/none.png does not exist",
+    ),
+    (
+        "predict-not-onnx",
+        {"x.onnx": "x", "i.png": "x"},
+        ["predict", "{tmp}/x.onnx", "{tmp}/i.png"],
+        "is not a readable ONNX model",
+    ),
     (
         "predict-not-a-model",
         {"x.txt": "x"},
@@ -203,5 +222,5 @@ def test_hostile_input_is_one_line_and_exit_2(tmp_path, capsys, files, argv, mes
     err = out.err.strip()
     assert err.startswith("supernas: error: ") and "\n" not in err, err
     assert "Traceback" not in out.err + out.out
-    assert message in err, err
+    assert message.replace("{tmp}", str(tmp_path)) in err, err
     assert not (tmp_path / "run").exists()

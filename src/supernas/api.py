@@ -135,13 +135,16 @@ def _own_run_dir(
 
 def run_space(cfg: RunConfig, run_dir: Path | None = None) -> SearchSpace:
     """The space of a run: the copy in its directory (so that editing the space file later
-    changes nothing), else the named space with its stem and head fitted to the data."""
-    if run_dir is not None and RunDir(run_dir).space.is_file():
-        return SearchSpace.from_yaml(RunDir(run_dir).space)
+    changes nothing), else the named space with its stem and head fitted to the data. A run
+    directory written before runs kept their space holds the named space unfitted."""
+    if run_dir is not None:
+        path = RunDir(run_dir).space
+        return SearchSpace.from_yaml(path) if path.is_file() else get_space(cfg.space)
     space = get_space(cfg.space)
-    if not space.fit_data:
-        return space
     in_channels, num_classes = data_shape(cfg.data)
+    if not space.fit_data:
+        _check_data_fits(space, in_channels, num_classes)  # before the run directory exists
+        return space
     if (in_channels, num_classes) != (space.in_channels, space.num_classes):
         log.info(
             "space %s: %d input channels and %d classes, from the data (the space says %d and %d)",
@@ -164,12 +167,12 @@ def read_config(run_dir: Path) -> RunConfig:
     return from_dict(RunConfig, load_yaml(path), str(path))
 
 
-def _check_data_fits(space: SearchSpace, data: DataBundle) -> None:
-    if data.in_channels != space.in_channels or data.num_classes != space.num_classes:
+def _check_data_fits(space: SearchSpace, in_channels: int, num_classes: int) -> None:
+    if (in_channels, num_classes) != (space.in_channels, space.num_classes):
         raise ConfigError(
             f"space {space.name} expects {space.in_channels}-channel images in "
-            f"{space.num_classes} classes; the data set has {data.in_channels} channels and "
-            f"{data.num_classes} classes"
+            f"{space.num_classes} classes; the data set has {in_channels} channels and "
+            f"{num_classes} classes"
         )
 
 
@@ -268,17 +271,18 @@ def run_search_phase(
     env: DistEnv,
     device: torch.device,
 ) -> SearchOutcome:
-    """Trains the supernet with the strategy and derives an arch (skipped if already done: a
-    resumed run printed the search's warnings when it searched)."""
+    """Trains the supernet with the strategy and derives an arch (skipped if already done)."""
     files = RunDir(run_dir)
     arch_path = files.arch
     if resume and arch_path.is_file():
-        candidates_path = files.candidates
-        candidates = _read_json(candidates_path, [])
-        return SearchOutcome(arch_from_json(space, arch_path.read_text()), candidates, [])
+        candidates = _read_json(files.candidates, [])
+        warnings = _read_json(files.search_warnings, [])
+        return SearchOutcome(arch_from_json(space, arch_path.read_text()), candidates, warnings)
     settings = SearchSettings.of(cfg, space)
-    data = build_data(_search_data(cfg))
-    _check_data_fits(space, data)
+    data = build_data(_search_data(cfg), resolution=max(space.resolutions))
+    _check_data_fits(space, data.in_channels, data.num_classes)
+    if env.is_main:
+        _log_data(cfg.data, data)
     supernet = Supernet(space).to(device)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     strategy = _strategy(cfg, settings, supernet, data, device, env, len(loader))
@@ -296,10 +300,14 @@ def run_search_phase(
     run_loop(SearchTask(strategy, scheduler), loader, loop, files.search, resume=resume, env=env)
     arch = strategy.derive()
     candidates = strategy.candidates
+    warnings = near_uniform(strategy.spread())
     if env.is_main:
+        for line in warnings:
+            log.warning(line)
         atomic_write_text(files.candidates, json.dumps(candidates, indent=1))
+        atomic_write_text(files.search_warnings, json.dumps(warnings))
         atomic_write_text(arch_path, arch.to_json())
-    return SearchOutcome(arch, candidates, near_uniform(strategy.spread()))
+    return SearchOutcome(arch, candidates, warnings)
 
 
 
@@ -315,7 +323,6 @@ def near_uniform(spread: float | None) -> list[str]:
         "the derived arch is close to a random draw; search longer (search.epochs, "
         "search.limit_train) or raise the arch LR (search.options.arch_lr)"
     )
-    log.warning(line)
     return [line]
 
 
@@ -331,7 +338,7 @@ def train_arch(
     """Trains ``arch`` from scratch on the weight split (arch split for validation), then
     evaluates it once on the test split."""
     data = build_data(cfg.data, resolution=arch.resolution)
-    _check_data_fits(space, data)
+    _check_data_fits(space, data.in_channels, data.num_classes)
     _log_data(cfg.data, data)
     model = build_model(space, arch)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
@@ -395,6 +402,7 @@ def slice_arch(
     supernet = load_supernet(space, run_dir, device)
     model, test, data = _sliced_and_tested(cfg, supernet, arch, device)
     if env.is_main:
+        _log_data(cfg.data, data)
         save_checkpoint(RunDir(run_dir).sliced, {"task": {"model": model.state_dict()}})
     return model, test, data
 
@@ -454,6 +462,7 @@ def finish(
     report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
     if budget.get("budget_metric") == "latency":
         budget.update(_latency_in_fresh_process(run_dir))
+        warnings += [budget["latency_warning"]] if "latency_warning" in budget else []
     return RunResult(
         run_dir, arch, cost.macs, cost.params, test["test/top1"], exports, report, budget, warnings
     )
@@ -722,7 +731,7 @@ def select(
     budget = Budget(cfg.search.budget, space)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
-    data = build_data(_search_data(cfg))
+    data = build_data(_search_data(cfg), resolution=max(space.resolutions))
     weight_loader = data.loader(data.weight, train=True, seed=derive_seed(cfg.seed, "calibration"))
     calibration = list(itertools.islice(weight_loader, calibration_batches))
     arch_loader = data.loader(data.arch, train=False, seed=cfg.seed)
@@ -787,6 +796,9 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
     """Classifies image files with the model of a run directory or a supernas ONNX export,
     preprocessed as the model's contract says."""
     source = Path(source)
+    missing = [image for image in images if not Path(image).is_file()]
+    if missing:
+        raise ConfigError(f"image file {missing[0]} does not exist")
     if source.is_dir():
         _, _, _, model = load_trained(source)
         path = RunDir(source).preprocessing
@@ -797,8 +809,12 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
         with torch.no_grad():
             logits = model.eval()(batch)
     elif source.suffix == ".onnx" and source.is_file():
-        import onnxruntime
-
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError(
+                "an ONNX model needs onnxruntime: pip install 'supernas[export]'"
+            ) from None
         contract = onnx_contract(source)
         batch = torch.stack([preprocess(image, contract) for image in images])
         session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
@@ -813,11 +829,15 @@ def measure_latency(run_dir: Path, threads: int | None = None) -> dict[str, Any]
     """Times the finished model of ``run_dir`` on this machine, as the run's latency table was
     measured (its device, threads and batch size; else the CPU, one thread, batch 1), and adds
     the figures to its summary and report."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
     cfg, space, arch, model = load_trained(run_dir)
     budget = Budget(cfg.search.budget, space)
     table = getattr(budget.metric, "table", None)
     device = latency_device(table.device if table else "cpu")
-    timing = Timing(batch_size=table.batch_size if table else 1)
+    # One model: time it long enough (about 1 s at 2 ms) that a burst of other load spoils one
+    # round, not the figure.
+    timing = Timing(batch_size=table.batch_size if table else 1, warmup=20, repeats=100, rounds=5)
     threads = threads or (table.threads if table else 1)
     shape = (space.in_channels, arch.resolution, arch.resolution)
     measured = measure_model(model, shape, device, timing, threads)

@@ -39,18 +39,30 @@ def check_contract(contract: Any, where: str) -> dict[str, Any]:
     missing = [key for key in CONTRACT_KEYS if key not in contract]
     if missing:
         raise ConfigError(f"{where}: the preprocessing has no {missing[0]!r}")
+    if contract["channels"] not in ("L", "RGB"):
+        channels = contract["channels"]
+        raise ConfigError(f"{where}: preprocessing channels {channels!r} is not L or RGB")
     return contract
 
 
 def onnx_contract(path: Path) -> dict[str, Any]:
     """The preprocessing an ONNX export of supernas carries in its metadata."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("an ONNX model needs onnx: pip install 'supernas[export]'") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises its DecodeError and others for a damaged file
+        raise ConfigError(f"{path} is not a readable ONNX model: {error}") from None
     props = {prop.key: prop.value for prop in model.metadata_props}
     if METADATA_KEY not in props:
         raise ConfigError(f"{path} carries no {METADATA_KEY} metadata (not a supernas export?)")
-    return check_contract(json.loads(props[METADATA_KEY]), str(path))
+    try:
+        contract = json.loads(props[METADATA_KEY])
+    except ValueError:
+        raise ConfigError(f"{path}: its {METADATA_KEY} metadata is not JSON") from None
+    return check_contract(contract, str(path))
 
 
 def preprocess(path: Path, contract: dict[str, Any]) -> Tensor:

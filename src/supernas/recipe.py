@@ -122,5 +122,5 @@ def _absolute_paths(data: dict[str, Any], base: Path) -> None:
             continue
         value = section[key]
         is_file = key != "space" or value.endswith((".yaml", ".yml"))  # else a preset's name
-        if is_file and not Path(value).expanduser().is_absolute():
-            section[key] = str(base / value)
+        if is_file:
+            section[key] = str(base / Path(value).expanduser())  # an absolute path stays

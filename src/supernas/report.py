@@ -141,7 +141,8 @@ def write_report(
         lines += ["", "## Selected children (`supernas select`)", ""]
         if path.is_file():
             lines += [_image("selection", path, run_dir), ""]
-        keep = ("budget", "metric", "arch", "arch_top1", "test_top1", "macs", "latency_ms")
+        keep = ("budget", "metric", "arch", "arch_top1", "test_top1", "macs", "params")
+        keep += ("latency_ms",)
         lines += _table([{k: c[k] for k in keep if k in c} for c in selection], run_dir)
     lines += ["", "## Curves", "", *_curves(run_dir)]
     path = RunDir(run_dir).report

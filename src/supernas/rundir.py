@@ -4,7 +4,7 @@ A run of ``supernas search`` (``runs/<time>-<space>-<strategy>/``) holds::
 
     config.yaml         the resolved settings the run was started with
     space.yaml          the resolved space (stem and head fitted to the data): the run's own
-    search/             the search phase: checkpoint.pt, metrics.jsonl, tb/
+    search/             the search phase: checkpoint.pt, metrics.jsonl, tb/, warnings.json
     arch.json           the derived arch
     candidates.json     the archs scored while deriving it
     train/              training the arch from scratch: checkpoint.pt, metrics.jsonl, tb/
@@ -111,6 +111,10 @@ class RunDir:
     @property
     def arch(self) -> Path:
         return self.root / ARCH
+
+    @property
+    def search_warnings(self) -> Path:
+        return self.search / "warnings.json"
 
     @property
     def candidates(self) -> Path:

@@ -29,9 +29,10 @@ def test_policy_resolves_to_its_transforms(policy, size, expected):
 
 
 def test_imagefolder_auto_is_light_on_small_images_and_never_flips():
-    assert folder_default(32) == Augment(crop_padding=4)
-    assert folder_default(224) == Augment(scale=(0.08, 1.0))
-    assert not folder_default(32).flip and not folder_default(224).flip
+    assert folder_default(32, 32) == Augment(crop_padding=4)
+    assert folder_default(14, 24) == Augment(crop_padding=3), "pads an eighth of the resize"
+    assert folder_default(224, 32) == Augment(scale=(0.08, 1.0)), "large images, small net"
+    assert not folder_default(32, 32).flip and not folder_default(224, 224).flip
 
 
 @pytest.mark.parametrize(

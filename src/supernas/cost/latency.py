@@ -136,9 +136,16 @@ class LatencyTable:
     def check(self, space: SearchSpace, device: torch.device | None = None) -> None:
         """Refuses a table measured for another space, or on another device than ``device``."""
         if (self.space, self.fingerprint) != (space.name, space.fingerprint):
+            hint = ""
+            if self.space == space.name:  # the same space fitted to other data, or edited
+                hint = (
+                    f": the run's space has {space.in_channels} input channels and "
+                    f"{space.num_classes} classes (fitted to the data); build a table for it "
+                    "from a space file with those values (supernas space show NAME --yaml)"
+                )
             raise ConfigError(
                 f"latency table was measured for space {self.space} ({self.fingerprint}), "
-                f"not {space.name} ({space.fingerprint})"
+                f"not {space.name} ({space.fingerprint}){hint}"
             )
         if device is not None and device_name(device) != self.device_name:
             raise ConfigError(

@@ -124,9 +124,9 @@ def resolve(policy: PolicySpec, default: Augment, size: int) -> Augment:
     return Augment(flip=True, scale=IMAGENET_SCALE)
 
 
-def folder_default(size: int) -> Augment:
-    """``auto`` for an ImageFolder: light on small images, a resized crop on large ones, no
-    flip on either."""
-    if size <= SMALL_IMAGE:
+def folder_default(native: int, size: int) -> Augment:
+    """``auto`` for an ImageFolder of images ``native`` px on their shorter side, padded after
+    the resize to ``size``: light on small images, a resized crop on large ones, no flip."""
+    if native <= SMALL_IMAGE:
         return Augment(crop_padding=max(1, round(size / 8)))
     return Augment(scale=IMAGENET_SCALE)

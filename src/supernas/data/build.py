@@ -21,7 +21,7 @@ from supernas.data.augment import Augment, PolicySpec, check_policy, folder_defa
 from supernas.data.datasets import ImageTensorDataset, Sample, TransformedDataset
 from supernas.data.splits import held_out, shuffled_indices, split_indices
 from supernas.data.synthetic import make_synthetic
-from supernas.data.torchvision_sets import imagefolder_splits, is_grey, load_cifar, with_mode
+from supernas.data.torchvision_sets import imagefolder_splits, load_cifar, probe_folder, with_mode
 from supernas.data.transforms import (
     GREY_MEAN,
     GREY_STD,
@@ -81,6 +81,10 @@ class DataConfig:
                 raise DataError(f"data.{field} must be in [0, 1), got {value}")
         if self.channels not in (None, 1, 3) or isinstance(self.channels, bool):
             raise DataError(f"data.channels must be 1, 3 or null, got {self.channels!r}")
+        if self.channels is not None and self.name != "imagefolder":
+            raise DataError(f"data.channels applies to imagefolder only, not to {self.name}")
+        if self.test_fraction == 0:
+            raise DataError("data.test_fraction must be above 0: a held-out test set needs images")
         check_policy(self.augment)
 
 
@@ -190,6 +194,8 @@ class DataSource:
     image_size: int
     transform: TransformFactory
     default_augment: Callable[[int], Augment]  # the `auto` policy at a resolution
+    augment_size: int | None = None  # the side `light` pads an eighth of: native if augmented
+    # before the resize (in-memory sets), else (None) the resolution the loaders produce
     arch: ImageTensorDataset | TransformedDataset | None = None  # a given validation split
     roles: str = "train: weight and arch splits; test: test set"  # which split plays which role
     mean: tuple[float, ...] = ()  # normalisation after scaling pixels to [0, 1]
@@ -209,6 +215,7 @@ def _tensor_source(name: str, train, test, classes: tuple[str, ...]) -> DataSour
         image_size=train.images.shape[-1],
         transform=partial(tensor_transform, name),
         default_augment=lambda _: recipe.augment,
+        augment_size=train.images.shape[-1],
         mean=recipe.mean,
         std=recipe.std,
     )
@@ -233,9 +240,9 @@ DATA_SETS.register("cifar100")(_cifar)
 
 @DATA_SETS.register("imagefolder")
 def _imagefolder(cfg: DataConfig) -> DataSource:
+    probe = probe_folder(cfg.data_dir)
     folders = imagefolder_splits(cfg.data_dir)
-    train = folders["train"]
-    grey = is_grey(train) if cfg.channels is None else cfg.channels == 1
+    grey = probe.grey if cfg.channels is None else cfg.channels == 1
     folders = {name: with_mode(folder, "L" if grey else "RGB") for name, folder in folders.items()}
     train, val, test = folders["train"], folders.get("val"), folders.get("test")
     arch = None
@@ -269,7 +276,7 @@ def _imagefolder(cfg: DataConfig) -> DataSource:
         classes=tuple(train.classes),
         image_size=IMAGEFOLDER_SIZE,
         transform=partial(folder_transform, grey=grey),
-        default_augment=folder_default,
+        default_augment=lambda resolution: folder_default(probe.side or resolution, resolution),
         roles=roles,
         mean=GREY_MEAN if grey else IMAGENET_MEAN,
         std=GREY_STD if grey else IMAGENET_STD,
@@ -290,9 +297,27 @@ def _synthetic(cfg: DataConfig) -> DataSource:
     return _tensor_source("synthetic", train, test, classes)
 
 
+def _folder_shape(cfg: DataConfig) -> tuple[int, int]:
+    probe = probe_folder(cfg.data_dir)
+    grey = probe.grey if cfg.channels is None else cfg.channels == 1
+    return 1 if grey else 3, len(probe.classes)
+
+
+# Shapes known without loading the data (an ImageFolder from a probe of a few files).
+SHAPES: dict[str, Callable[[DataConfig], tuple[int, int]]] = {
+    "fashion_mnist": lambda cfg: (1, fashion_mnist.NUM_CLASSES),
+    "cifar10": lambda cfg: (3, 10),
+    "cifar100": lambda cfg: (3, 100),
+    "synthetic": lambda cfg: (cfg.synthetic_channels, cfg.synthetic_classes),
+    "imagefolder": _folder_shape,
+}
+
+
 def data_shape(cfg: DataConfig) -> tuple[int, int]:
     """Input channels and number of classes of the data set of ``cfg``, which a space's stem
-    and head follow (`SearchSpace.fitted`)."""
+    and head follow (`SearchSpace.fitted`); a data set registered without a shape is loaded."""
+    if cfg.name in SHAPES:
+        return SHAPES[cfg.name](cfg)
     source = DATA_SETS.get(cfg.name)(cfg)
     return source.in_channels, len(source.classes)
 
@@ -311,7 +336,7 @@ def build_data(cfg: DataConfig, resolution: int | None = None) -> DataBundle:
         _check_int("resolution", resolution, low=1)
     source = DATA_SETS.get(cfg.name)(cfg)
     size = resolution or source.image_size
-    augment = resolve(cfg.augment, source.default_augment(size), size)
+    augment = resolve(cfg.augment, source.default_augment(size), source.augment_size or size)
     train_transform = source.transform(augment, resolution=size, train=True)
     eval_transform = source.transform(augment, resolution=size, train=False)
     arch_fraction = 0.0 if source.arch is not None else cfg.arch_fraction

@@ -6,12 +6,15 @@ rather than start a 170 MB download into it.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from supernas.data.datasets import ImageTensorDataset
 from supernas.errors import DataError
@@ -111,20 +114,44 @@ def with_mode(folder: ImageFolder, mode: str) -> ImageFolder:
     return folder
 
 
-def is_grey(folder: ImageFolder) -> bool:
-    """Whether the first images of a folder (one per class first) are all grey."""
-    by_class: dict[int, str] = {}
-    for path, label in folder.samples:
-        by_class.setdefault(label, path)
-    paths = list(by_class.values())[:GREY_PROBE]
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                if image.mode not in GREY_MODES:
-                    return False
-        except (OSError, ValueError):
-            continue  # an unreadable file fails with its name when it is read for training
-    return bool(paths)
+@dataclass(frozen=True)
+class FolderProbe:
+    """What a few files of an ImageFolder's ``train/`` say, without scanning all of them."""
+
+    classes: tuple[str, ...]  # the class folders in label order (sorted, as ImageFolder)
+    grey: bool  # every probed image has a one-channel mode
+    side: int  # median shorter side of the probed images; 0 when none could be read
+
+
+def probe_folder(root: str | Path | None) -> FolderProbe:
+    """Classes, channels and image size of an ImageFolder from one image of each of its first
+    `GREY_PROBE` classes: cheap next to ImageFolder's scan of every file.
+
+    Raises:
+        DataError: ``train/`` is missing or holds no class folders.
+    """
+    path = _existing_root(root, "imagefolder") / "train"
+    if not path.is_dir():
+        raise DataError(
+            f"ImageFolder {path.parent} has no train/ folder (one sub-folder per class)"
+        )
+    classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir())
+    if not classes:
+        raise DataError(f"ImageFolder {path} holds no class folders")
+    modes, sides = [], []
+    for name in classes[:GREY_PROBE]:
+        images = sorted(
+            e.path for e in os.scandir(path / name) if e.name.lower().endswith(IMG_EXTENSIONS)
+        )
+        for image_path in images[:1]:
+            try:
+                with Image.open(image_path) as image:
+                    modes.append(image.mode)
+                    sides.append(min(image.size))
+            except (OSError, ValueError):
+                pass  # an unreadable file fails with its name when it is read for training
+    side = sorted(sides)[len(sides) // 2] if sides else 0
+    return FolderProbe(tuple(classes), bool(modes) and set(modes) <= GREY_MODES, side)
 
 
 def _read_image(path: str, mode: str) -> Image.Image:

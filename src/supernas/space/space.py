@@ -135,16 +135,19 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
         fields = _fields(cls, data, "space")
-        fields["stem"] = StemSpec(**_fields(StemSpec, fields["stem"], "space: stem"))
-        fields["head"] = HeadSpec(**_fields(HeadSpec, fields["head"], "space: head"))
         blocks = fields["blocks"]
         _check(isinstance(blocks, tuple) and len(blocks) > 0, "space: blocks must be a list")
-        fields["blocks"] = tuple(
-            BlockSpec(**_attentions_by_name(_fields(BlockSpec, block, f"space: block {index}")))
-            for index, block in enumerate(blocks)
-        )
         _check(isinstance(fields["resolutions"], tuple), "space: resolutions must be a list")
-        return cls(**fields)
+        try:
+            fields["stem"] = StemSpec(**_fields(StemSpec, fields["stem"], "space: stem"))
+            fields["head"] = HeadSpec(**_fields(HeadSpec, fields["head"], "space: head"))
+            fields["blocks"] = tuple(
+                BlockSpec(**_attentions_by_name(_fields(BlockSpec, b, f"space: block {i}")))
+                for i, b in enumerate(blocks)
+            )
+            return cls(**fields)
+        except (TypeError, ValueError) as error:  # e.g. a nested list where a number belongs
+            raise SpaceError(f"malformed space definition: {error}") from None
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -169,13 +172,17 @@ def attention_name(splits: int) -> str:
 
 def _attentions_by_name(block: dict[str, Any]) -> dict[str, Any]:
     """A block's attentions as `space show` prints them (none, se, splat2) or as integers."""
+    if not isinstance(block.get("attentions"), tuple):
+        return block  # validation names what is wrong with it
     by_name = {name: splits for splits, name in ATTENTION_NAMES.items()}
     options = []
-    for option in block.get("attentions", ()):
-        if isinstance(option, str) and option.startswith("splat") and option[5:].isdigit():
-            option = int(option[5:])
-        options.append(by_name.get(option, option) if isinstance(option, str) else option)
-    return {**block, "attentions": tuple(options)} if "attentions" in block else block
+    for option in block["attentions"]:
+        if isinstance(option, str):
+            splits = option.removeprefix("splat")
+            is_splat = option.startswith("splat") and splits.isascii() and splits.isdigit()
+            option = int(splits) if is_splat else by_name.get(option, option)
+        options.append(option)
+    return {**block, "attentions": tuple(options)}
 
 
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:

@@ -77,9 +77,20 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistEnv:
         target = resolve_device(device, env)
         if target.type == "cuda":
             torch.cuda.set_device(target)
+        timeout = datetime.timedelta(seconds=timeout_s)
+        store, rank, world_size = next(
+            dist.rendezvous("env://", env.rank, env.world_size, timeout=timeout)
+        )
+        # torchrun --max-restarts keeps one store across restarts: a restarted worker could
+        # read its peer's address from the killed round and wait on a dead port until the
+        # timeout. Each round's keys live under their own prefix instead.
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         dist.init_process_group(
             "nccl" if target.type == "cuda" else "gloo",
-            timeout=datetime.timedelta(seconds=timeout_s),
+            store=dist.PrefixStore(f"supernas/attempt{attempt}", store),
+            rank=rank,
+            world_size=world_size,
+            timeout=timeout,
         )
     return env
 
