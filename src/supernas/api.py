@@ -310,7 +310,6 @@ def run_search_phase(
     return SearchOutcome(arch, candidates, warnings)
 
 
-
 NEAR_UNIFORM = 0.95  # share of the maximal entropy above which a distribution barely moved
 
 
@@ -339,7 +338,8 @@ def train_arch(
     evaluates it once on the test split."""
     data = build_data(cfg.data, resolution=arch.resolution)
     _check_data_fits(space, data.in_channels, data.num_classes)
-    _log_data(cfg.data, data)
+    if env.is_main:
+        _log_data(cfg.data, data)
     model = build_model(space, arch)
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     val_loader = data.loader(data.arch, train=False, seed=cfg.seed)
