@@ -28,12 +28,15 @@ from supernas.train.schedules import cosine_with_warmup
 
 
 def plain_loop(model, loader, cfg: TrainConfig) -> float:
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)  # the settings the supernas loop uses
     optimizer = build_optimizer(model, cfg, cfg.lr)
     schedule = cosine_with_warmup(cfg.lr, len(loader), 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
     start = time.perf_counter()
     for images, labels in loader:
+        images = images.contiguous(memory_format=memory_format)
         loss = F.cross_entropy(model(images), labels, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -85,7 +85,11 @@ def export_state_dict(
     """Weights and buffers as safetensors, ``metadata`` in its header; reloaded and compared
     bit for bit."""
     # clone: safetensors refuses tensors that share storage (views cut out of a supernet)
-    tensors = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    # contiguous: safetensors stores row-major tensors; a channels-last weight is not one
+    state = model.state_dict().items()
+    tensors = {
+        key: value.detach().clone(memory_format=torch.contiguous_format) for key, value in state
+    }
     data = safetensors_bytes(tensors, metadata=metadata or None)
     atomic_write_bytes(path, lambda file: file.write(data))
     reloaded = load_file(path)
