@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up on a fresh machine with Python 3.10+.
-#   make demo   a short real DMaskingNAS search on Fashion-MNIST on the CPU (about 10 minutes on 2 cores)
+#   make demo   a short real DMaskingNAS search on Fashion-MNIST on the CPU (about 8 minutes on 2 cores)
 #   make test   the whole test suite
 PYTHON ?= python3
 VENV := .venv
