@@ -805,7 +805,7 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
         if not path.is_file():
             raise ConfigError(f"{path} is missing: the run ended before its model was written")
         contract = check_contract(_read_json(path, None), str(path))
-        batch = torch.stack([preprocess(image, contract) for image in images])
+        batch = preprocess(images, contract)
         with torch.no_grad():
             logits = model.eval()(batch)
     elif source.suffix == ".onnx" and source.is_file():
@@ -816,7 +816,7 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
                 "an ONNX model needs onnxruntime: pip install 'supernas[export]'"
             ) from None
         contract = onnx_contract(source)
-        batch = torch.stack([preprocess(image, contract) for image in images])
+        batch = preprocess(images, contract)
         session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
         (output,) = session.run(None, {"images": batch.numpy()})
         logits = torch.from_numpy(output)

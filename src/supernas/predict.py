@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms import v2
 
+from supernas.data.transforms import eval_view
 from supernas.errors import ConfigError, DataError
 
 METADATA_KEY = "supernas.preprocessing"
@@ -65,23 +65,19 @@ def onnx_contract(path: Path) -> dict[str, Any]:
     return check_contract(contract, str(path))
 
 
-def preprocess(path: Path, contract: dict[str, Any]) -> Tensor:
-    """One image file as the (C, H, W) float tensor the model expects."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert(contract["channels"])
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None
-    transform = v2.Compose(
-        [
-            v2.Resize(contract["resize_shorter_side"], antialias=True),
-            v2.CenterCrop(contract["center_crop"]),
-            v2.ToImage(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(contract["mean"], contract["std"]),
-        ]
+def preprocess(paths: list[Path], contract: dict[str, Any]) -> Tensor:
+    """Image files as the (N, C, H, W) float batch the model expects."""
+    view = eval_view(
+        contract["resize_shorter_side"], contract["center_crop"], contract["mean"], contract["std"]
     )
-    return transform(image)
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                images.append(view(image.convert(contract["channels"])))
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read image {path}: {str(err).splitlines()[0]}") from None
+    return torch.stack(images)
 
 
 def predictions(paths: list[Path], logits: Tensor, classes: list[str]) -> list[Prediction]:

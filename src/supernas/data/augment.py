@@ -120,13 +120,17 @@ def resolve(policy: PolicySpec, default: Augment, size: int) -> Augment:
     if policy is False or policy == "none":
         return Augment()
     if policy == "light":
-        return Augment(crop_padding=max(1, round(size / 8)))
+        return _light(size)
     return Augment(flip=True, scale=IMAGENET_SCALE)
+
+
+def _light(size: int) -> Augment:
+    return Augment(crop_padding=max(1, round(size / 8)))
 
 
 def folder_default(native: int, size: int) -> Augment:
     """``auto`` for an ImageFolder of images ``native`` px on their shorter side, padded after
     the resize to ``size``: light on small images, a resized crop on large ones, no flip."""
     if native <= SMALL_IMAGE:
-        return Augment(crop_padding=max(1, round(size / 8)))
+        return _light(size)
     return Augment(scale=IMAGENET_SCALE)

@@ -116,16 +116,19 @@ class DataBundle:
     arch: Dataset[Sample]  # held-out training images for arch parameters, never augmented
     test: Dataset[Sample]  # used only for the final evaluation
     in_channels: int
-    num_classes: int
     image_size: int  # native side length of the images
     resolution: int  # side length of the images the loaders produce
     batch_size: int
     num_workers: int
-    classes: tuple[str, ...] = ()  # class names in label order
+    classes: tuple[str, ...]  # class names in label order
     augment: Augment = Augment()  # the weight split's random transforms
     roles: str = ""  # which split of the data set plays which role, in one line
     mean: tuple[float, ...] = ()  # normalisation after scaling pixels to [0, 1]
     std: tuple[float, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     def sizes(self) -> dict[str, int]:
         """Images in each split: what a report should say beside the roles."""
@@ -354,7 +357,6 @@ def build_data(cfg: DataConfig, resolution: int | None = None) -> DataBundle:
         arch=arch,
         test=test,
         in_channels=source.in_channels,
-        num_classes=len(source.classes),
         image_size=source.image_size,
         resolution=size,
         batch_size=cfg.batch_size,

@@ -15,6 +15,7 @@ Randomness comes from torch's global generator, which the DataLoader seeds in ea
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -213,16 +214,31 @@ def folder_transform(
     from the whole image; otherwise it starts from the evaluation view and pads, crops and
     flips it as ``augment`` says.
     """
-    if train and augment.scale is not None:
+    mean, std = (GREY_MEAN, GREY_STD) if grey else (IMAGENET_MEAN, IMAGENET_STD)
+    resize = round(resolution / augment.eval_crop_ratio)
+    if not train:
+        return eval_view(resize, resolution, mean, std)
+    if augment.scale is not None:
         geometry: list = [v2.RandomResizedCrop(resolution, scale=augment.scale, antialias=True)]
     else:
-        resize = round(resolution / augment.eval_crop_ratio)
         geometry = [v2.Resize(resize, antialias=True), v2.CenterCrop(resolution)]
-    if train and augment.crop_padding:
+    if augment.crop_padding:
         geometry.append(v2.RandomCrop(resolution, padding=augment.crop_padding))
-    if train and augment.flip:
+    if augment.flip:
         geometry.append(v2.RandomHorizontalFlip())
-    mean, std = (GREY_MEAN, GREY_STD) if grey else (IMAGENET_MEAN, IMAGENET_STD)
+    return v2.Compose([*geometry, *_to_normalised(mean, std)])
+
+
+def eval_view(
+    resize: int, crop: int, mean: Sequence[float], std: Sequence[float]
+) -> v2.Compose:
+    """A PIL image as a model evaluates it: the shorter side resized to ``resize``, the centre
+    ``crop`` x ``crop`` kept, scaled to [0, 1] and normalised. `supernas.predict` builds it from
+    a model's preprocessing contract."""
     return v2.Compose(
-        [*geometry, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        [v2.Resize(resize, antialias=True), v2.CenterCrop(crop), *_to_normalised(mean, std)]
     )
+
+
+def _to_normalised(mean: Sequence[float], std: Sequence[float]) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
