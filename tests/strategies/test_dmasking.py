@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from draws import LANGUAGE_SPACES, archs, small_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.overrides import TorchFunctionMode
 
 from supernas.api import search
 from supernas.config import from_dict
@@ -167,20 +168,79 @@ def test_cost_penalty_forms():
     assert CostPenalty("budget")(ce, torch.tensor(3e6), 4e6).item() == 2.0
     assert CostPenalty("budget")(ce, torch.tensor(5e6), 4e6).item() == pytest.approx(2.25)
     assert CostPenalty("linear")(ce, torch.tensor(3e6), 4e6).item() == pytest.approx(1.75)
+    assert CostPenalty("absolute")(ce, torch.tensor(3e6), 4e6).item() == pytest.approx(2.25)
+    assert CostPenalty("absolute")(ce, torch.tensor(5e6), 4e6).item() == pytest.approx(2.25)
 
 
-def _strategy(space, epochs=1, steps_per_epoch=1, model=None, **options):
+def _strategy(space, epochs=1, steps_per_epoch=1, model=None, target=None, stream=(), **options):
     net = model if model is not None else Supernet(space)
     context = SearchContext(
-        budget=Budget.of(space),
+        budget=Budget.of(space, target),
         model=net,
         weight_optimizer=torch.optim.SGD(net.parameters(), lr=0.01),
         arch_batches=lambda: iter(()),
         calibration_batches=lambda: iter(()),
         steps_per_epoch=steps_per_epoch,
         epochs=epochs,
+        arch_stream=lambda: iter(stream),
     )
     return DMaskingNAS(net, DMaskingNAS.Config(**options), context)
+
+
+# What makes the host wait for the device: reading a value back (item, bool, float, int,
+# tolist) or an op whose output size depends on values (nonzero and the masked selections).
+READS_BACK = {
+    "item",
+    "__bool__",
+    "__float__",
+    "__int__",
+    "__index__",
+    "tolist",
+    "nonzero",
+    "masked_select",
+    "unique",
+    "cpu",
+    "numpy",
+}
+
+
+class _ReadsBack(TorchFunctionMode):
+    """Counts reads back of any tensor but those in ``host`` (kept on the host on a GPU too)."""
+
+    def __init__(self, host: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.host = {id(t) for t in host}
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in READS_BACK and not (args and id(args[0]) in self.host):
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("name", "cost_loss"),
+    list(zip(sorted(LANGUAGE_SPACES), ["budget", "mul_log", "absolute", "linear"], strict=True)),
+)
+def test_a_search_step_never_waits_for_the_device(name, cost_loss):
+    """A weight step and an arch step, under a budget, read nothing back from the device: no
+    weight of an option is compared with 0, metrics stay tensors until the loop records them.
+    (A check on the CPU of what would be a host sync on a GPU.)"""
+    space = LANGUAGE_SPACES[name]
+    batch = (torch.randn(4, 1, max(space.resolutions), max(space.resolutions)), torch.arange(4))
+    target = sum(arch_cost(space, a).macs for a in (smallest(space), biggest(space))) / 2
+    strategy = _strategy(
+        space, target=target, stream=[batch], warmup_epochs=0, arch_every=1, cost_loss=cost_loss
+    )
+    strategy.step(batch, 0)  # lazily built state (optimizer moments, caches) first
+    strategy.arch_stream.load_state_dict({"used": 0})
+    # Adam's step counts stay on the host whatever the device; reading them costs no wait.
+    steps = [state["step"] for state in strategy.arch_optimizer.state.values()]
+    with _ReadsBack(host=steps) as reads:
+        metrics = strategy.step(batch, 1)
+    assert "arch/loss" in metrics
+    assert reads.calls == []
 
 
 def _tiny_space() -> SearchSpace:

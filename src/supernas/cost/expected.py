@@ -64,7 +64,9 @@ class ExpectedCost:
     over its options; activation decisions may be omitted where the metric does not price them.
     """
 
-    def __init__(self, space: SearchSpace, metric: Metric) -> None:
+    def __init__(
+        self, space: SearchSpace, metric: Metric, device: torch.device | str = "cpu"
+    ) -> None:
         self.space = space
         self.metric = metric
         self.options = {d.name: d.options for d in decisions(space)}
@@ -96,6 +98,16 @@ class ExpectedCost:
             support,
             self.options["head.hidden_channels"],
         )
+        self._move(torch.device(device))
+
+    def _move(self, device: torch.device) -> None:
+        """Puts the tables where the probabilities live, once, so no step copies them."""
+        self.stem_grid, self.head_grid = self.stem_grid.to(device), self.head_grid.to(device)
+        for term in self.blocks:
+            for name in ("depth_mask", "in_to_out", "out_to_out", "grid"):
+                value = getattr(term, name)
+                if value is not None:
+                    setattr(term, name, value.to(device))
 
     @staticmethod
     def _grid(cost_fn, *axes) -> Tensor:
@@ -175,12 +187,12 @@ class ExpectedCost:
         return total + head + self.metric.overhead
 
     @staticmethod
-    def _presence(term: _BlockTerm, p: Mapping[str, Tensor]) -> Tensor:
+    def _presence(term: _BlockTerm, p: Mapping[str, Tensor]) -> Tensor | float:
         if term.depth_mask is not None:
             return p[f"{term.prefix}.depth"] @ term.depth_mask
         if term.optional:
             return p[f"{term.prefix}.present"][1]
-        return torch.tensor(1.0, dtype=torch.float64)
+        return 1.0
 
 
 def one_hot_probs(space: SearchSpace, arch: Arch) -> dict[str, Tensor]:

@@ -7,6 +7,9 @@
   whose scale depends on the unit; dividing by ``log T`` makes the factor ``alpha`` at the target.
 - ``budget``: ``CE + lam * max(0, E[cost] / T - 1)``, which penalises only the excess.
 - ``linear``: ``CE + lam * (E[cost] - T) / T``, which keeps pushing the cost down below ``T``.
+- ``absolute`` (TuNAS, Bender et al., CVPR 2020, its absolute-value reward):
+  ``CE + lam * |E[cost] / T - 1|``, which pulls the cost to ``T`` from either side, so a search
+  whose expectation starts above the budget does not settle far below it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import Tensor
 
 from supernas.errors import ConfigError
 
-FORMS = ("mul_log", "budget", "linear")
+FORMS = ("mul_log", "budget", "linear", "absolute")
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class CostPenalty:
     form: str = "mul_log"
     alpha: float = 0.2  # mul_log: the scale of the loss at the target
     beta: float = 0.6  # mul_log: the exponent
-    lam: float = 1.0  # budget / linear: the weight of the relative excess
+    lam: float = 1.0  # budget / linear / absolute: the weight of the relative difference
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -40,4 +43,6 @@ class CostPenalty:
         relative = expected / target - 1
         if self.form == "budget":
             relative = relative.clamp_min(0)
+        elif self.form == "absolute":
+            relative = relative.abs()
         return ce + self.lam * relative

@@ -176,9 +176,7 @@ class CenterCropBatch(nn.Module):
         return f"size={self.size}"
 
 
-def tensor_transform(
-    name: str, augment: Augment, *, resolution: int, train: bool
-) -> nn.Sequential:
+def tensor_transform(name: str, augment: Augment, *, resolution: int, train: bool) -> nn.Sequential:
     """Builds the batch transform of an in-memory data set.
 
     Args:
@@ -203,9 +201,7 @@ def tensor_transform(
     return nn.Sequential(*steps, ResizeBatch(resolution))
 
 
-def folder_transform(
-    augment: Augment, *, resolution: int, train: bool, grey: bool
-) -> v2.Compose:
+def folder_transform(augment: Augment, *, resolution: int, train: bool, grey: bool) -> v2.Compose:
     """Builds the per-image transform of PIL images from an ImageFolder.
 
     Evaluation resizes the shorter side to ``resolution / augment.eval_crop_ratio`` and
@@ -229,9 +225,7 @@ def folder_transform(
     return v2.Compose([*geometry, *_to_normalised(mean, std)])
 
 
-def eval_view(
-    resize: int, crop: int, mean: Sequence[float], std: Sequence[float]
-) -> v2.Compose:
+def eval_view(resize: int, crop: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
     """A PIL image as a model evaluates it: the shorter side resized to ``resize``, the centre
     ``crop`` x ``crop`` kept, scaled to [0, 1] and normalised. `supernas.predict` builds it from
     a model's preprocessing contract."""

@@ -23,17 +23,31 @@ import torch
 from torch import Tensor
 
 
-@functools.lru_cache(maxsize=512)
-def _prefix_masks(widths: tuple[int, ...], channels: int) -> Tensor:
+# Cached per device and dtype: a search step builds the same few tables every step, and a
+# table made once on the device costs no host-to-device copy afterwards.
+@functools.lru_cache(maxsize=1024)
+def _prefix_masks(
+    widths: tuple[int, ...], channels: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
     rows = torch.arange(channels).unsqueeze(0) < torch.tensor(widths).unsqueeze(1)
-    return rows.float()
+    return rows.to(device, dtype)
 
 
-def prefix_masks(widths: Sequence[int], channels: int) -> Tensor:
+@functools.lru_cache(maxsize=1024)
+def _positions(support: tuple[int, ...], widths: tuple[int, ...], device: torch.device) -> Tensor:
+    return torch.tensor([support.index(c) for c in widths]).to(device)
+
+
+def prefix_masks(
+    widths: Sequence[int],
+    channels: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """``[len(widths), channels]`` 0/1 matrix whose row i keeps the first ``widths[i]`` channels."""
     if max(widths) > channels:
         raise ValueError(f"width {max(widths)} exceeds the layer's {channels} channels")
-    return _prefix_masks(tuple(widths), channels)
+    return _prefix_masks(tuple(widths), channels, torch.device(device), dtype)
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,9 @@ class WidthDist:
 
     def mask(self, channels: int) -> Tensor:
         """The soft mask over ``channels`` channels (the weighted sum of prefix masks)."""
-        table = prefix_masks(self.support, channels).to(self.probs)
-        return self.probs @ table
+        return self.probs @ prefix_masks(
+            self.support, channels, self.probs.device, self.probs.dtype
+        )
 
     def map(self, fn: Callable[[int], int]) -> WidthDist:
         """The distribution of ``fn(width)``."""
@@ -67,6 +82,6 @@ def mixture(parts: Sequence[tuple[Tensor | float, WidthDist]]) -> WidthDist:
     reference = parts[0][1].probs
     probs = reference.new_zeros(len(support))
     for weight, dist in parts:
-        index = torch.tensor([support.index(c) for c in dist.support], device=probs.device)
+        index = _positions(support, dist.support, probs.device)
         probs = probs.index_add(0, index, weight * dist.probs)
     return WidthDist(support, probs)

@@ -116,7 +116,7 @@ class Strategy(abc.ABC):
         return sum(entropy(t) for t in logits) / sum(math.log(t.numel()) for t in logits)
 
     @abc.abstractmethod
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         """One search step on a weight-split batch; returns flat metrics."""
 
     @abc.abstractmethod
@@ -159,7 +159,7 @@ class Strategy(abc.ABC):
 
     def train_child(
         self, batch: Batch, arch: Arch, label_smoothing: float = 0.0
-    ) -> dict[str, float]:
+    ) -> dict[str, float | Tensor]:
         """One SGD step of the shared weights through the single child ``arch``."""
         images, labels = (t.to(self.context.device) for t in batch)
         optimizer = self.context.weight_optimizer
@@ -168,7 +168,7 @@ class Strategy(abc.ABC):
         loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         loss.backward()
         optimizer.step()
-        return {"train/loss": loss.item()}
+        return {"train/loss": loss.detach()}
 
     def in_budget(self, arch: Arch) -> bool:
         """Whether ``arch`` may be derived: within the search's budget, if any."""

@@ -138,7 +138,7 @@ class BigNAS(Strategy):
         )
         return 0.5 * self.context.weight_decay * squares
 
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         images, labels = (t.to(self.context.device) for t in batch)
         model, optimizer = self.context.model, self.context.weight_optimizer
         teacher, *students = self.children(step)
@@ -155,15 +155,15 @@ class BigNAS(Strategy):
             self._set_dropout(True)
         optimizer.step()
         return {
-            "train/loss": ce.item(),
+            "train/loss": ce.detach(),
             "train/kl_mean": sum(kl) / len(kl),
             "train/kl_smallest": kl[-1],
         }
 
-    def _distil(self, images: Tensor, soft: Tensor, arch: Arch) -> float:
+    def _distil(self, images: Tensor, soft: Tensor, arch: Arch) -> Tensor:
         loss = distillation_loss(self.context.model(images, arch), soft)
         loss.backward()
-        return loss.item()
+        return loss.detach()
 
     def derive(self) -> Arch:
         budget = self.context.budget

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 from supernas.space.arch import Arch
 from supernas.space.choices import sample
 from supernas.strategies.base import STRATEGIES, Batch, Strategy
@@ -25,7 +27,7 @@ class RandomSearch(Strategy):
         calibration_batches: int = 10  # training batches to recompute a candidate's BN
         max_draws: int = 10000  # give up finding in-budget archs after this many draws
 
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         arch = sample(self.space, self.rng)
         return {**self.train_child(batch, arch), "train/child_cost": self.context.budget.cost(arch)}
 

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from torch import Tensor
+
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import arch_from_choices, choices_of, decisions, sample
@@ -54,7 +56,7 @@ class SPOS(Strategy):
             if not 0 <= self.mutation_prob <= 1:
                 raise ConfigError(f"spos: mutation_prob {self.mutation_prob} not in [0, 1]")
 
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         return self.train_child(batch, sample(self.space, self.rng))
 
     def derive(self) -> Arch:

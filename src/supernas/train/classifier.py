@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
@@ -138,7 +138,7 @@ class ClassifierTask:
         self.optimizer = build_optimizer(self.model, cfg, schedule.lr0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
 
-    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+    def train_step(self, batch: Any, step: int) -> dict[str, float | Tensor]:
         images, labels = (tensor.to(self.device, non_blocking=True) for tensor in batch)
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -155,7 +155,7 @@ class ClassifierTask:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return {"train/loss": loss.item(), "lr": lr}
+        return {"train/loss": loss.detach(), "lr": lr}
 
     @property
     def eval_model(self) -> nn.Module:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -55,8 +56,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Task(Protocol):
     """What the loop trains: a standalone model (`ClassifierTask`) or a search (`SearchTask`)."""
 
-    def train_step(self, batch: Any, step: int) -> dict[str, float]:
-        """One optimisation step on ``batch``; returns flat metrics (``train/loss``, ``lr``)."""
+    def train_step(self, batch: Any, step: int) -> dict[str, float | Tensor]:
+        """One optimisation step on ``batch``; returns flat metrics (``train/loss``, ``lr``),
+        numbers or 0-d tensors (read back by the loop only when it records them)."""
         ...
 
     def evaluate(self) -> dict[str, float]:
@@ -107,7 +109,8 @@ def run_loop(
     Args:
         loader: A map-style loader with a batch size. Its sampler is reseeded every epoch.
         resume: Continue from ``run_dir/checkpoint.pt`` if there is one (from the start if not).
-        on_step: Called after every step with the step number and the step's metrics.
+        on_step: Called after every step with the step number and the step's metrics (which
+            may hold 0-d device tensors).
         on_epoch_end: Called after each evaluation with the epochs done and the evaluation.
 
     Raises:
@@ -127,21 +130,27 @@ def run_loop(
         step = _resume(task, path, steps_per_epoch) if resume and path.is_file() else 0
         metrics = MetricsWriter(run_dir, resume_step=step, enabled=env.is_main)
         progress = _Progress(cfg, cfg.epochs * steps_per_epoch, step, env)
+        pending = _PendingValues()
         evaluation: dict[str, float] = {}
         try:
             for epoch in range(step // steps_per_epoch, cfg.epochs):
                 for batch in _epoch_batches(loader, epoch, cfg.seed, step % steps_per_epoch):
                     values = task.train_step(batch, step)
                     step += 1
-                    _check_losses(values, step, cfg)
-                    if step % cfg.log_every == 0 or step % steps_per_epoch == 0:
-                        metrics.write(step, step / steps_per_epoch, values)
-                    progress.step(step, values)
+                    pending.append((step, values))
                     if on_step is not None:
                         on_step(step, values)
-                    if step % steps_per_epoch:  # the epoch's last checkpoint follows evaluation
-                        due = step % cfg.checkpoint_every == 0
-                        _save_or_stop(task, path, step, steps_per_epoch, env, cfg, requested, due)
+                    epoch_end = step % steps_per_epoch == 0
+                    log_due = step % cfg.log_every == 0 or epoch_end
+                    save_due = step % cfg.checkpoint_every == 0
+                    read = pending.read(cfg) if log_due or save_due or requested else {}
+                    if log_due:
+                        metrics.write(step, step / steps_per_epoch, read)
+                    progress.step(step, read)
+                    if not epoch_end:  # the epoch's last checkpoint follows evaluation
+                        _save_or_stop(
+                            task, path, step, steps_per_epoch, env, cfg, requested, save_due
+                        )
                 evaluation = task.evaluate()
                 metrics.write(step, epoch + 1, evaluation)
                 progress.epoch_end(epoch + 1, evaluation)
@@ -253,6 +262,42 @@ def _save_or_stop(
         raise Interrupted(signum, cfg.desc, step, str(path))
 
 
+class _PendingValues:
+    """Step metrics not yet read back from the device.
+
+    A step returns its metrics as 0-d tensors where they come from the device, so that no step
+    waits for the device to report a number. The loop reads them back together, one transfer
+    for all of them, when a record, a checkpoint or a stop is due, and checks every step's
+    losses in order then, so a non-finite loss is still named with the step it came from and
+    never reaches a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[int, dict[str, Any]]] = []
+
+    def append(self, entry: tuple[int, dict[str, Any]]) -> None:
+        self._steps.append(entry)
+
+    def read(self, cfg: LoopConfig) -> dict[str, float]:
+        """The last step's metrics as floats, after checking every pending step's losses."""
+        tensors = [v for _, values in self._steps for v in values.values() if _is_tensor(v)]
+        numbers = iter(
+            torch.stack([t.detach().reshape(()).double().cpu() for t in tensors]).tolist()
+            if tensors
+            else []
+        )
+        read: dict[str, float] = {}
+        for step, values in self._steps:
+            read = {k: next(numbers) if _is_tensor(v) else float(v) for k, v in values.items()}
+            _check_losses(read, step, cfg)
+        self._steps.clear()
+        return read
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
 def _check_losses(values: dict[str, float], step: int, cfg: LoopConfig) -> None:
     for key, value in values.items():
         if "loss" in key and not math.isfinite(value):
@@ -309,6 +354,7 @@ class _Progress:
             self.bar = tqdm(total=total, initial=step, desc=cfg.desc, dynamic_ncols=True)
 
     def step(self, step: int, values: dict[str, float]) -> None:
+        """``values``: the step's metrics when they were read back, else empty."""
         if self.bar is not None:
             self.bar.update()
             if step % self.cfg.log_every == 0 and "train/loss" in values:

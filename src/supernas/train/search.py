@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from supernas.strategies.base import Strategy
 
@@ -16,7 +17,7 @@ class SearchTask:
         self.strategy = strategy
         self.scheduler = scheduler
 
-    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+    def train_step(self, batch: Any, step: int) -> dict[str, float | Tensor]:
         self.strategy.supernet.train()
         lr = self.scheduler.get_last_lr()[0]  # this step's rate, before the scheduler moves on
         values = self.strategy.step(batch, step)

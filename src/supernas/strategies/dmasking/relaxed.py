@@ -85,11 +85,9 @@ class MaskedForward:
         self.options = {d.name: d.options for d in decisions(space)}
 
     def paths(self, name: str) -> Iterator[tuple[object, Tensor]]:
-        """(option, weight) pairs of a decision, leaving out options of weight exactly 0."""
-        weights = self.weights[name]
-        for option, weight in zip(self.options[name], weights, strict=True):
-            if weight != 0:
-                yield option, weight
+        """(option, weight) pairs of a decision. Every option runs, even at weight 0: skipping
+        one would mean reading the weight back from the device, a wait in every step."""
+        return zip(self.options[name], self.weights[name], strict=True)
 
     def dist(self, name: str) -> WidthDist:
         return WidthDist(tuple(self.options[name]), self.weights[name])
@@ -123,12 +121,10 @@ class MaskedForward:
         prefix = governed.prefix
         out_width = self.dist(f"{prefix}.out_channels")
         present = self._presence(governed)
-        if present == 0:
-            return x, width
         in_width = out_width if governed.coupled else width
         spec = self.space.blocks[index]
         out = self.body(spec, block, prefix, x, in_width, out_width, governed.coupled)
-        if present == 1:
+        if isinstance(present, float):  # a block every child has
             return out, out_width
         channels = max(x.size(1), out.size(1))
         mixed = present * _pad(out, channels) + (1 - present) * _pad(x, channels)
@@ -137,8 +133,11 @@ class MaskedForward:
     def _presence(self, governed) -> Tensor | float:
         if governed.depth_index is not None:
             depths = self.options[f"{governed.prefix}.depth"]
-            runs = torch.tensor([float(d > governed.depth_index) for d in depths])
-            return self.weights[f"{governed.prefix}.depth"] @ runs.to(self.weights["resolution"])
+            weights = self.weights[f"{governed.prefix}.depth"]
+            runs = [weights[i] for i, depth in enumerate(depths) if depth > governed.depth_index]
+            if len(runs) == len(depths):  # a stage's first block runs at every depth
+                return 1.0
+            return sum(runs, start=weights.new_zeros(()))
         if governed.optional:
             return self.weights[f"{governed.prefix}.present"][1]
         return 1.0
@@ -226,6 +225,6 @@ class MaskedForward:
             x = F.avg_pool2d(x, spec.stride, spec.stride, ceil_mode=True, count_include_pad=False)
         same = 1.0 if coupled else in_width.prob_equal(out_width)
         identity = same * _pad(x, channels)
-        if self.space.shortcut != "always" or block.shortcut is None or same == 1:
+        if self.space.shortcut != "always" or block.shortcut is None or coupled:
             return identity
         return identity + (1 - same) * block.shortcut(x, channels)

@@ -55,10 +55,15 @@ def temperature(tau0: float, decay: float, epoch: float) -> float:
     return tau0 * math.exp(-decay * epoch)
 
 
+def gumbel_noise(count: int, generator: torch.Generator) -> Tensor:
+    """``count`` standard Gumbel draws from ``generator`` (on the CPU, in float64)."""
+    uniform = torch.rand(count, generator=generator, dtype=torch.float64)
+    return -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+
+
 def gumbel_softmax(logits: Tensor, tau: float, generator: torch.Generator) -> Tensor:
     """Soft Gumbel-softmax weights; the noise comes from ``generator`` (on the CPU)."""
-    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float64)
-    noise = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-12)))
+    noise = gumbel_noise(logits.numel(), generator).reshape(logits.shape)
     return torch.softmax((logits + noise.to(logits)) / tau, dim=-1)
 
 
@@ -93,7 +98,7 @@ class DMaskingNAS(Strategy):
         temperature: float = 5.0  # Gumbel-softmax tau at the start (FBNet)
         temperature_decay: float = 0.045  # per epoch of a ...
         reference_epochs: float = 90.0  # ... search this long, rescaled to the run's epochs
-        cost_loss: str = "mul_log"  # "mul_log" (FBNetV2), "budget" or "linear"
+        cost_loss: str = "mul_log"  # "mul_log" (FBNetV2), "budget", "linear" or "absolute"
         cost_alpha: float = 0.2
         cost_beta: float = 0.6
         cost_lambda: float = 1.0
@@ -122,7 +127,7 @@ class DMaskingNAS(Strategy):
             weight_decay=config.arch_weight_decay,
         )
         self.gumbel = torch.Generator().manual_seed(context.seed)
-        self.expected_cost = ExpectedCost(self.space, context.budget.metric)
+        self.expected_cost = ExpectedCost(self.space, context.budget.metric, device)
         self.penalty = CostPenalty(
             config.cost_loss, config.cost_alpha, config.cost_beta, config.cost_lambda
         )
@@ -154,24 +159,31 @@ class DMaskingNAS(Strategy):
         return temperature(config.temperature, decay, self.epochs_done)
 
     def sample_weights(self, differentiable: bool) -> dict[str, Tensor]:
-        """One Gumbel-softmax draw for every decision at the current temperature."""
+        """One Gumbel-softmax draw for every decision at the current temperature.
+
+        The noise of all decisions is drawn at once and copied to the device in one transfer;
+        it is the same stream as one `gumbel_softmax` per decision in order.
+        """
+        sizes = [alpha.numel() for alpha in self.alpha.values()]
+        like = next(iter(self.alpha.values()))
+        noise = gumbel_noise(sum(sizes), self.gumbel).to(like.device, like.dtype, non_blocking=True)
         tau = self.tau()
         return {
-            name: gumbel_softmax(alpha if differentiable else alpha.detach(), tau, self.gumbel)
-            for name, alpha in self.alpha.items()
+            name: torch.softmax(((alpha if differentiable else alpha.detach()) + g) / tau, dim=-1)
+            for (name, alpha), g in zip(self.alpha.items(), noise.split(sizes), strict=True)
         }
 
     def relaxed(self, weights: dict[str, Tensor]) -> MaskedForward:
         return MaskedForward(self.space, weights, self.config.subsampling)
 
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         self._step = step
         metrics = self.weight_step(batch)
         if self.cadence.arch_step_due(step):
             metrics.update(self.arch_step(self.arch_stream.next()))
         return metrics
 
-    def weight_step(self, batch: Batch) -> dict[str, float]:
+    def weight_step(self, batch: Batch) -> dict[str, float | Tensor]:
         images, labels = (t.to(self.context.device) for t in batch)
         relaxed = self.relaxed(self.sample_weights(differentiable=False))
         optimizer = self.context.weight_optimizer
@@ -179,9 +191,9 @@ class DMaskingNAS(Strategy):
         loss = F.cross_entropy(self.context.model(images, relaxed), labels)
         loss.backward()
         optimizer.step()
-        return {"train/loss": loss.item(), "search/temperature": self.tau()}
+        return {"train/loss": loss.detach(), "search/temperature": self.tau()}
 
-    def arch_step(self, batch: Batch) -> dict[str, float]:
+    def arch_step(self, batch: Batch) -> dict[str, float | Tensor]:
         """One Adam step on alpha: cross-entropy on the arch split times the cost factor."""
         images, labels = (t.to(self.context.device) for t in batch)
         weights = self.sample_weights(differentiable=True)
@@ -194,9 +206,9 @@ class DMaskingNAS(Strategy):
         self.context.reduce_gradients(self.arch_parameters())
         self.arch_optimizer.step()
         return {
-            "arch/loss": loss.item(),
-            "arch/ce": ce.item(),
-            f"arch/expected_{self.context.budget.metric.record_key}": expected.item(),
+            "arch/loss": loss.detach(),
+            "arch/ce": ce.detach(),
+            f"arch/expected_{self.context.budget.metric.record_key}": expected.detach(),
         }
 
     # -- the result ------------------------------------------------------------------------

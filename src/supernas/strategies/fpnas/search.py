@@ -147,7 +147,7 @@ class FPNAS(Strategy):
             dist.all_reduce(local)
         return local
 
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         if not self.cadence.searching(step):
             return self._warmup_step(batch)
         if self.switch_step is not None and step >= self.switch_step:
@@ -178,12 +178,12 @@ class FPNAS(Strategy):
         self.distribution.to_joint()
         self.arch_optimizer = self._adam()
 
-    def _warmup_step(self, batch: Batch) -> dict[str, float]:
+    def _warmup_step(self, batch: Batch) -> dict[str, float | Tensor]:
         metrics = self.train_child(batch, uniform_sample(self.space, self.rng))
         self.samples_drawn += 1
         return {**metrics, "fpnas/samples_total": self.samples_drawn}
 
-    def _weight_step(self, batch: Batch, count: int) -> dict[str, float]:
+    def _weight_step(self, batch: Batch, count: int) -> dict[str, float | Tensor]:
         """Trains the shared weights with the omega-weighted gradient of K children."""
         images, labels = (t.to(self.context.device) for t in batch)
         samples = self.distribution.sample(count, self.rng)
@@ -203,8 +203,8 @@ class FPNAS(Strategy):
         self.context.reduce_gradients(self.supernet.parameters())
         optimizer.step()
         return {
-            "train/loss": float((omega * local).sum()) * self.config.temperature / labels.numel(),
-            "fpnas/ess_weights": float(1 / (omega**2).sum()),
+            "train/loss": (omega * local).sum() * (self.config.temperature / labels.numel()),
+            "fpnas/ess_weights": 1 / (omega**2).sum(),
         }
 
     def _penalty(self, arch: Arch) -> float:
@@ -213,7 +213,7 @@ class FPNAS(Strategy):
         budget = self.context.budget
         return self.config.cost_weight * max(0.0, budget.cost(arch) / budget.target - 1)
 
-    def _arch_step(self, count: int) -> dict[str, float]:
+    def _arch_step(self, count: int) -> dict[str, float | Tensor]:
         """Moves pi towards the archs with the highest importance weights on the arch split."""
         images, labels = self.arch_stream.next()
         samples = self.distribution.sample(count, self.rng)
@@ -234,8 +234,8 @@ class FPNAS(Strategy):
             self._descend(self.reference_optimizer, reference, samples, factorised=True)
         self._descend(self.arch_optimizer, omega, samples, factorised=False)
         return {
-            "arch/loss": float((omega * losses).sum()) * self.config.temperature / labels.numel(),
-            "fpnas/ess_arch": float(1 / (omega**2).sum()),
+            "arch/loss": (omega * losses).sum() * (self.config.temperature / labels.numel()),
+            "fpnas/ess_arch": 1 / (omega**2).sum(),
         }
 
     def _descend(

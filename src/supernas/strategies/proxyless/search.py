@@ -149,7 +149,7 @@ class ProxylessNAS(Strategy):
             for p in self.probabilities()
         ]
 
-    def step(self, batch: Batch, step: int) -> dict[str, float]:
+    def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         metrics = self.weight_step(batch)
         if self.cadence.arch_step_due(step):
             if self.config.mode == "reinforce":
@@ -158,7 +158,7 @@ class ProxylessNAS(Strategy):
                 metrics.update(self.arch_step(self.arch_stream.next()))
         return metrics
 
-    def weight_step(self, batch: Batch) -> dict[str, float]:
+    def weight_step(self, batch: Batch) -> dict[str, float | Tensor]:
         """One SGD step of the weights through one path per block drawn from softmax(alpha)."""
         arch = self.frame.arch(self.sample_paths())
         return self.train_child(batch, arch, self.config.label_smoothing)
@@ -189,18 +189,18 @@ class ProxylessNAS(Strategy):
         one_hot = torch.tensor([float(j == active) for j in members], device=alpha.device)
         return BlockPath(active, members, one_hot + probs - probs.detach()), q
 
-    def arch_step(self, batch: Batch) -> dict[str, float]:
+    def arch_step(self, batch: Batch) -> dict[str, float | Tensor]:
         """One gradient update of ``alpha`` in ``two_path`` or ``full`` mode."""
         images, labels = batch
         paths, q = zip(*(self._binarize(i) for i in range(len(self.alphas))), strict=True)
         logits = self.context.model(images, gated_forward(self.frame, paths))
         ce = F.cross_entropy(logits, labels)
-        metrics = {"arch/ce": ce.item()}
+        metrics = {"arch/ce": ce.detach()}
         loss = ce
         if self.expected is not None:
             expected = self.expected(q)
             loss = self.penalty(ce, expected, self.target)
-            metrics[f"arch/expected_{self.context.budget.metric.record_key}"] = expected.item()
+            metrics[f"arch/expected_{self.context.budget.metric.record_key}"] = expected.detach()
         self.arch_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         updated = []
@@ -214,7 +214,7 @@ class ProxylessNAS(Strategy):
             self._rescaled_step(updated)
         else:
             self.arch_optimizer.step()
-        metrics["arch/loss"] = loss.item()
+        metrics["arch/loss"] = loss.detach()
         return metrics
 
     @torch.no_grad()
@@ -227,7 +227,7 @@ class ProxylessNAS(Strategy):
             index = list(members)
             alpha[index] -= torch.logsumexp(alpha[index], 0) - old
 
-    def reinforce_step(self, batch: Batch) -> dict[str, float]:
+    def reinforce_step(self, batch: Batch) -> dict[str, float | Tensor]:
         """One REINFORCE update of ``alpha`` from ``samples`` children (no weight gradients)."""
         images, labels = batch
         samples, rewards = [], []
