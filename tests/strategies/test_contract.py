@@ -7,7 +7,7 @@ registered model): a new strategy gets these tests by registering.
 - ``derive()`` returns an arch within the budget, in MACs and in table latency (a budget below
   the space is refused by `Budget` itself, for every strategy: ``tests/cost/test_budget.py``);
 - two DDP processes with different initial weights and data keep one set of weights and arch
-  parameters and derive one arch;
+  parameters and derive one arch; two on the same data equal one process;
 - a method either ships sliced children (and tells ``select`` how to pick them) or retrains
   and refuses both with a one-line error.
 
@@ -206,7 +206,11 @@ def test_sliced_children_are_declared_not_assumed(name):
         assert model(batch(0)[0]).shape == (BATCH, SPACE.num_classes)
 
 
-def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
+def _ddp_worker(rank: int, port: int, out_dir: str, same_data: bool) -> None:
+    """Runs every strategy for ``STEPS`` steps on two ranks. ``same_data``: both ranks see
+    the same batches and start from the same weights, so the run must equal one process."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
     from supernas.train import average_gradients, cleanup, init_distributed, wrap_ddp
 
     rank_env(rank, port)
@@ -214,37 +218,84 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     env = init_distributed("cpu")
     derived = {}
     for name in NAMES:
+        all_reduces = []
+
+        def wrap(net, calls=all_reduces):
+            ddp = wrap_ddp(net, env, torch.device("cpu"), find_unused_parameters=True)
+            ddp.register_comm_hook(calls, _counted(allreduce_hook))
+            return ddp
+
         strategy = build(
             name,
-            model=lambda net: wrap_ddp(net, env, torch.device("cpu"), find_unused_parameters=True),
+            model=wrap,
             reduce=lambda tensors: average_gradients(tensors, env),
             rank=rank,
             world_size=2,
-            init=rank,  # different initial weights: DDP must broadcast rank 0's
+            init=0 if same_data else rank,  # different weights: DDP must broadcast rank 0's
         )
         for step in range(STEPS):
-            strategy.step(batch(100 * rank + step), step)  # each rank its own data
-        derived[name] = {
-            "arch": str(strategy.derive()),
-            "arch_parameters": [t.detach().clone() for t in strategy.arch_parameters()],
-            "weights": copy.deepcopy(strategy.supernet.state_dict()),
-        }
+            strategy.step(batch(step if same_data else 100 * rank + step), step)
+        derived[name] = {**_result(strategy), "all_reduces": len(all_reduces)}
     torch.save(derived, Path(out_dir) / f"rank{rank}.pt")
     cleanup(env)
 
 
+def _counted(hook):
+    def counted(state, bucket):
+        state.append(bucket.index())
+        return hook(None, bucket)
+
+    return counted
+
+
+def _result(strategy) -> dict:
+    return {
+        "arch": str(strategy.derive()),
+        "arch_parameters": [t.detach().clone() for t in strategy.arch_parameters()],
+        "weights": copy.deepcopy(strategy.supernet.state_dict()),
+    }
+
+
+def _trained_weights(weights: dict) -> dict:
+    """The weights, without BN statistics (per rank under DDP)."""
+    return {k: w for k, w in weights.items() if "running" not in k and "num_batches" not in k}
+
+
 @pytest.mark.slow
 def test_two_ranks_on_different_data_derive_one_arch(tmp_path):
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), False), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for name in NAMES:
         assert rank0[name]["arch"] == rank1[name]["arch"], name
         pairs = zip(rank0[name]["arch_parameters"], rank1[name]["arch_parameters"], strict=True)
         for a, b in pairs:
             assert torch.equal(a, b), name
-        for key, weight in rank0[name]["weights"].items():
-            if "running" not in key and "num_batches" not in key:  # BN statistics are per rank
-                assert torch.equal(weight, rank1[name]["weights"][key]), f"{name}: {key}"
+        for key, weight in _trained_weights(rank0[name]["weights"]).items():
+            assert torch.equal(weight, rank1[name]["weights"][key]), f"{name}: {key}"
+
+
+@pytest.mark.slow
+def test_two_ranks_on_the_same_data_equal_one_process(tmp_path):
+    """Each step's update under DDP is the single process's: the gradients averaged over two
+    equal halves are the whole's, and no parameter that no child used is moved (FP-NAS's
+    children run outside DDP; a gradient filled with zeros would let momentum move them)."""
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), True), nprocs=2, join=True)
+    ranks = torch.load(tmp_path / "rank0.pt")
+    for name in NAMES:
+        strategy = build(name)
+        for step in range(STEPS):
+            strategy.step(batch(step), step)
+        alone = _result(strategy)
+        assert ranks[name]["arch"] == alone["arch"], name
+        pairs = zip(ranks[name]["arch_parameters"], alone["arch_parameters"], strict=True)
+        for a, b in pairs:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+        for key, weight in _trained_weights(alone["weights"]).items():
+            torch.testing.assert_close(
+                ranks[name]["weights"][key], weight, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}"
+            )
+    # A BigNAS sandwich of three children makes one all-reduce, as one child's step does.
+    assert ranks["bignas"]["all_reduces"] == ranks["random"]["all_reduces"] > 0
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -18,6 +18,7 @@ go to ``candidates.json`` (`Strategy.candidates`). The cost and its target come 
 from __future__ import annotations
 
 import abc
+import contextlib
 import itertools
 import math
 import random
@@ -254,6 +255,14 @@ class Cadence:
     def arch_step_due(self, step: int) -> bool:
         """Whether an architecture step follows the weight step ``step``."""
         return self.searching(step) and (step + 1) % self.arch_every == 0
+
+
+def accumulating(model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """Forward and backward passes whose gradients add up on this rank without DDP's
+    all-reduce (DDP's ``no_sync``), for every pass of a step but the last, so that a step of
+    several children makes one all-reduce; a no-op for a model that is not DDP-wrapped."""
+    no_sync = getattr(model, "no_sync", None)
+    return no_sync() if no_sync is not None else contextlib.nullcontext()
 
 
 def entropy(logits: Tensor) -> float:

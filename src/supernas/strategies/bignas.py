@@ -48,7 +48,7 @@ from supernas.rng import derive_seed
 from supernas.space.arch import Arch
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.space import SearchSpace
-from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.base import STRATEGIES, Batch, Strategy, accumulating
 from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.selection import SelectConfig, select_children
 
@@ -141,16 +141,21 @@ class BigNAS(Strategy):
     def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         images, labels = (t.to(self.context.device) for t in batch)
         model, optimizer = self.context.model, self.context.weight_optimizer
-        teacher, *students = self.children(step)
+        teacher, *students, last = self.children(step)
         optimizer.zero_grad(set_to_none=True)
         self._set_dropout(True)
-        logits = model(images, teacher)
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        (ce + self.l2_penalty()).backward()
+        # One gradient all-reduce per sandwich: the children's gradients add up on each rank
+        # and the last child's backward averages the sum over ranks.
+        with accumulating(model):
+            logits = model(images, teacher)
+            ce = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
+            (ce + self.l2_penalty()).backward()
         soft = F.softmax(logits.detach(), 1)
         self._set_dropout(False)
         try:
-            kl = [self._distil(images, soft, arch) for arch in students]
+            with accumulating(model):
+                kl = [self._distil(images, soft, arch) for arch in students]
+            kl.append(self._distil(images, soft, last))
         finally:
             self._set_dropout(True)
         optimizer.step()

@@ -137,24 +137,29 @@ def average_gradients(tensors: Iterable[torch.Tensor], env: DistEnv) -> None:
     """Averages the ``.grad`` of ``tensors`` over the ranks, in place, in one all-reduce.
 
     For what DDP does not cover: architecture parameters and passes run outside the DDP
-    wrapper. A missing gradient counts as zero (and becomes one), so that every rank takes
-    part in the same collective whatever its own step touched.
+    wrapper. A gradient missing on a rank counts as zero there, so that every rank takes part
+    in the same collective whatever its own step touched; one missing on every rank stays
+    missing, as in a single process, so that momentum and weight decay leave alone what no
+    rank's step used.
     """
     if not env.distributed:
         return
     tensors = list(tensors)
-    for tensor in tensors:
-        if tensor.grad is None:
-            tensor.grad = torch.zeros_like(tensor)
     if not tensors:
         return
-    flat = torch.cat([t.grad.reshape(-1) for t in tensors])
+    missing = [t.grad is None for t in tensors]
+    grads = [torch.zeros_like(t) if t.grad is None else t.grad for t in tensors]
+    used = torch.tensor([0.0 if gone else 1.0 for gone in missing]).to(grads[0])
+    flat = torch.cat([*(g.reshape(-1) for g in grads), used])
     dist.all_reduce(flat)
     flat /= env.world_size
+    # Read back only when this rank lacks a gradient: one it has is used somewhere.
+    used_anywhere = flat[-len(tensors) :].tolist() if any(missing) else [1.0] * len(tensors)
     offset = 0
-    for tensor in tensors:
-        count = tensor.grad.numel()
-        tensor.grad.copy_(flat[offset : offset + count].view_as(tensor.grad))
+    for tensor, grad, anywhere in zip(tensors, grads, used_anywhere, strict=True):
+        count = grad.numel()
+        grad.copy_(flat[offset : offset + count].view_as(grad))
+        tensor.grad = grad if anywhere > 0 else None
         offset += count
 
 
