@@ -281,8 +281,9 @@ class _PendingValues:
     def read(self, cfg: LoopConfig) -> dict[str, float]:
         """The last step's metrics as floats, after checking every pending step's losses."""
         tensors = [v for _, values in self._steps for v in values.values() if _is_tensor(v)]
+        device = tensors[0].device if tensors else None
         numbers = iter(
-            torch.stack([t.detach().reshape(()).double().cpu() for t in tensors]).tolist()
+            torch.stack([t.detach().reshape(()).float().to(device) for t in tensors]).tolist()
             if tensors
             else []
         )
