@@ -173,6 +173,10 @@ def test_train_then_eval_export_report(tmp_path, capsys):
     )
     assert (out / "model.onnx").is_file() and (out / "model.pt2").is_file()
     capsys.readouterr()
+    assert main(["-q", "export", str(run_dir), "--format", "onnx-int8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "model.int8.onnx").is_file() and "int8_onnx_test_top1: " in printed
+    assert "fp32_openvino_agreement: " in printed and "int8_onnxruntime_ms: " in printed
     assert main(["-q", "report", str(run_dir)]) == 0
     assert capsys.readouterr().out.strip().endswith("report.md")
     (run_dir / "summary.json").write_text('{"test_top1": 0.9')  # cut short

@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,6 +46,7 @@ from supernas.errors import CheckpointError, ConfigError
 from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
+from supernas.quantize import int8_report
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
 from supernas.rng import derive_seed
@@ -442,7 +443,14 @@ def finish(
     warnings = [*search_warnings, *near_chance(space.num_classes, candidates, test["test/top1"])]
     preprocessing = data.preprocessing()
     atomic_write_text(RunDir(run_dir).preprocessing, json.dumps(preprocessing, indent=1))
-    exports = _export(model, space, arch, preprocessing, run_dir, cfg.export)
+    exports = _export(model, space, arch, preprocessing, run_dir, cfg.export, data)
+    int8 = _int8_fields(exports, data, arch)
+    drop = 100 * (int8.get("fp32_onnx_test_top1", 0) - int8.get("int8_onnx_test_top1", 0))
+    if drop > INT8_DROP_POINTS:
+        warnings.append(
+            f"the int8 model scores {drop:.2f} points below fp32 on the test split "
+            f"(more than {INT8_DROP_POINTS:g}); ship the fp32 model or calibrate on more data"
+        )
     summary = {
         "space": space.name,
         "strategy": cfg.search.strategy,
@@ -459,6 +467,7 @@ def finish(
         **({"warning": " / ".join(warnings)} if warnings else {}),
         **extra,
         **{f"export_{k}": v["path"] for k, v in exports.items()},
+        **int8,  # fp32_* and int8_*: the int8 model against fp32 (onnx-int8 exports only)
     }
     atomic_write_text(RunDir(run_dir).summary, json.dumps(summary, indent=1))
     report = write_report(run_dir, summary, _arch_rows(space, arch), candidates)
@@ -677,9 +686,17 @@ def evaluate(run_dir: Path) -> dict[str, float]:
 
 
 def export(run_dir: Path, formats: list[str], out_dir: Path | None = None) -> dict[str, Any]:
-    _, space, arch, model = load_trained(run_dir)
+    """Exports a run's model; with ``onnx-int8`` the result also holds ``int8``, the int8
+    model against fp32 (`supernas.quantize.int8_report`)."""
+    cfg, space, arch, model = load_trained(run_dir)
     preprocessing = _read_json(RunDir(run_dir).preprocessing, {})
-    return _export(model, space, arch, preprocessing, Path(out_dir or run_dir), formats)
+    data = build_data(cfg.data, resolution=arch.resolution) if "onnx-int8" in formats else None
+    exports = _export(model, space, arch, preprocessing, Path(out_dir or run_dir), formats, data)
+    return {**exports, **({"int8": _int8_fields(exports, data, arch)} if data else {})}
+
+
+INT8_DROP_POINTS = 1.0  # an int8 model further below fp32 on the test split gets a warning
+CALIBRATION_BATCHES = 8  # training batches that calibrate an int8 model's activation ranges
 
 
 def _export(
@@ -689,13 +706,31 @@ def _export(
     preprocessing: dict[str, Any],
     out_dir: Path,
     formats: list[str],
+    data: DataBundle | None = None,
 ) -> dict[str, Any]:
-    """The exports of a run's model; an ONNX file carries the arch and the preprocessing."""
+    """The exports of a run's model; an ONNX file carries the arch and the preprocessing.
+    ``data``'s training split, seen as at inference, calibrates an ``onnx-int8`` export."""
     example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
     metadata = {"supernas.arch": str(arch), "supernas.space": space.name}
     if preprocessing:
         metadata["supernas.preprocessing"] = json.dumps(preprocessing)
-    return export_model(model, example, out_dir, formats, metadata)
+    calibration: Iterable[torch.Tensor] = ()
+    if data is not None:
+        loader = data.loader(data.weight, train=False, seed=0)
+        calibration = (images for images, _ in itertools.islice(loader, CALIBRATION_BATCHES))
+    elif "onnx-int8" in formats:
+        raise ConfigError("an onnx-int8 export needs the run's data to calibrate it")
+    return export_model(model, example, out_dir, formats, metadata, calibration)
+
+
+def _int8_fields(exports: dict[str, Any], data: DataBundle, arch: Arch) -> dict[str, Any]:
+    """The int8 model's test top-1, size and latency against fp32 (empty without one)."""
+    if "onnx-int8" not in exports:
+        return {}
+    test = data.loader(data.test, train=False, seed=0)
+    shape = (data.in_channels, arch.resolution, arch.resolution)
+    paths = (Path(exports["onnx"]["path"]), Path(exports["onnx-int8"]["path"]))
+    return int8_report(*paths, lambda: iter(test), shape)
 
 
 def report(run_dir: Path) -> Path:
@@ -756,7 +791,7 @@ def select(
         atomic_write_text(folder / ARCH, arch.to_json())
         preprocessing = data.preprocessing()
         atomic_write_text(folder / files.preprocessing.name, json.dumps(preprocessing, indent=1))
-        exports = _export(model, space, arch, preprocessing, folder, cfg.export)
+        exports = _export(model, space, arch, preprocessing, folder, cfg.export, data)
         chosen.append(
             {
                 "budget": target,

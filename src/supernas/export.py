@@ -2,7 +2,8 @@
 
 Formats: ``state-dict`` (safetensors weights), ``torchscript`` (traced; deprecated by PyTorch
 but still what many deployment stacks load), ``torch-export`` (a ``torch.export`` program,
-``.pt2``) and ``onnx`` (run by onnxruntime). Each file is written atomically, read back and run
+``.pt2``), ``onnx`` (run by onnxruntime) and ``onnx-int8`` (its static int8 quantization,
+`supernas.quantize`). Each file is written atomically, read back and run
 at two batch sizes against the PyTorch model in eval mode; a copy that disagrees by more than
 `TOLERANCE` raises `ExportError` with the gap. The caller's model is left untouched.
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import io
+import math
+import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -23,13 +26,15 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from supernas.errors import ExportError
 from supernas.train.checkpoint import atomic_write_bytes
 
-FORMATS = ("onnx", "torchscript", "torch-export", "state-dict")
+FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export", "state-dict")
 FILENAMES = {
     "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
     "torchscript": "model.torchscript.pt",
     "torch-export": "model.pt2",
     "state-dict": "model.safetensors",
@@ -49,6 +54,7 @@ def export_model(
     out_dir: Path,
     formats: Sequence[str],
     metadata: dict[str, str] | None = None,
+    calibration: Iterable[Tensor] = (),
 ) -> dict[str, ExportResult]:
     """Writes each of ``formats`` into ``out_dir`` and checks it against ``model``.
 
@@ -57,16 +63,26 @@ def export_model(
     carries ``metadata`` (ONNX metadata properties, safetensors header, TorchScript and
     torch.export extra files): what a deployment reads back.
 
+    ``onnx-int8`` quantizes the fp32 ONNX export (written too) with the input batches of
+    ``calibration`` (`supernas.quantize`); its gap to PyTorch is reported, not bounded.
+
     Returns:
         ``{"onnx": {"path": ".../model.onnx", "max_rel_diff": 3.1e-07}, ...}``
     """
     unknown = [name for name in formats if name not in FORMATS]
     if unknown:
         raise ExportError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    if "onnx-int8" in formats and "onnx" not in formats:
+        formats = ["onnx", *formats]  # the int8 model is quantized from the fp32 one
     model = copy.deepcopy(model).cpu().eval()
     example = example_input.detach().cpu()
+
+    def int8(model: nn.Module, example: Tensor, path: Path, metadata: dict[str, str]) -> float:
+        return export_onnx_int8(model, example, path, metadata, calibration)
+
     writers: dict[str, Callable[[nn.Module, Tensor, Path, dict[str, str]], float]] = {
         "onnx": export_onnx,
+        "onnx-int8": int8,
         "torchscript": export_torchscript,
         "torch-export": export_program,
         "state-dict": export_state_dict,
@@ -135,6 +151,26 @@ def export_program(
     return _compare("torch.export", model, example, torch.export.load(str(path)).module())
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of the eval-mode ``model`` with every BatchNorm folded into the conv before it,
+    as a deployment graph has it: one op fewer per layer, and int8 weights quantized with the
+    BN scale already in them."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        norm = getattr(module, "bn", None)
+        if not isinstance(norm, nn.BatchNorm2d):
+            continue
+        convs = module.convs if hasattr(module, "convs") else {"": module.conv}
+        for name, conv in list(convs.items()):
+            fused = fuse_conv_bn_eval(conv, norm)
+            if name:
+                module.convs[name] = fused
+            else:
+                module.conv = fused
+        module.bn = nn.Identity()
+    return model
+
+
 def export_onnx(
     model: nn.Module, example: Tensor, path: Path, metadata: dict[str, str] | None = None
 ) -> float:
@@ -152,7 +188,7 @@ def export_onnx(
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
             torch.onnx.export(
-                model,
+                fold_batchnorm(model),
                 (example,),
                 buffer,
                 input_names=["images"],
@@ -180,8 +216,43 @@ def export_onnx(
     return _compare("ONNX", model, example, run)
 
 
-def _compare(name: str, model: nn.Module, example: Tensor, run_copy: Callable) -> float:
-    """The largest relative gap between ``model`` and its copy over two batch sizes."""
+def export_onnx_int8(
+    model: nn.Module,
+    example: Tensor,
+    path: Path,
+    metadata: dict[str, str],
+    calibration: Iterable[Tensor],
+) -> float:
+    """The static int8 quantization of the ONNX export beside ``path`` (``model.onnx``)."""
+    import onnx
+
+    from supernas.quantize import OnnxRunner, quantize_onnx
+
+    batches = list(calibration)
+    if not batches:
+        raise ExportError("an int8 export needs calibration batches of the training split")
+    fp32 = path.with_name(FILENAMES["onnx"])
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        quantized = Path(tmp) / path.name
+        quantize_onnx(fp32, quantized, batches)
+        proto = onnx.load(str(quantized))
+    onnx.helper.set_model_props(proto, {**metadata, "supernas.precision": "int8"})
+    atomic_write_bytes(path, lambda file: file.write(proto.SerializeToString()))
+    runner = OnnxRunner(path)
+    # On real images: random ones lie outside the calibrated ranges, where int8 clips.
+    real = batches[0][: len(example)]
+    return _compare("int8 ONNX", model, real, lambda x: torch.from_numpy(runner(x.numpy())), None)
+
+
+def _compare(
+    name: str,
+    model: nn.Module,
+    example: Tensor,
+    run_copy: Callable,
+    tolerance: float | None = TOLERANCE,
+) -> float:
+    """The largest relative gap between ``model`` and its copy over two batch sizes; above
+    ``tolerance`` (None: no bound, but finite) an `ExportError`."""
     gap = 0.0
     for batch in (example, _bigger_batch(example)):
         with torch.no_grad():
@@ -193,10 +264,10 @@ def _compare(name: str, model: nn.Module, example: Tensor, run_copy: Callable) -
             )
         scale = max(reference.abs().max().item(), 1.0)
         batch_gap = (reference - output).abs().max().item() / scale
-        if not batch_gap <= TOLERANCE:  # `not <=` so that NaN fails too
+        if not batch_gap <= (math.inf if tolerance is None else tolerance):  # NaN fails too
             raise ExportError(
                 f"{name} output at batch size {len(batch)} differs from PyTorch by "
-                f"{batch_gap:.2e} (tolerance {TOLERANCE:.0e}, relative to max(1, max |output|))"
+                f"{batch_gap:.2e} (tolerance {tolerance:.0e}, relative to max(1, max |output|))"
             )
         gap = max(gap, batch_gap)
     return gap

@@ -73,13 +73,18 @@ class ElasticConv2d(nn.Conv2d):
         in_channels = x.size(1)
         if self.depthwise:
             out_channels, groups = in_channels, in_channels
-            weight = self.weight[:in_channels]
         else:
             out_channels, groups = out_channels or self.out_channels, 1
-            weight = self.weight[:out_channels, :in_channels]
         kernel_size = kernel_size or self.kernel_size[0]
+        weight, bias = self.weight, self.bias
+        # At full size the weights go in whole: an exported graph then holds them as constants
+        # (what int8 quantization and runtimes' fusions look for), not slices of them.
+        if (out_channels, in_channels) != (self.out_channels, self.in_channels):
+            weight = (
+                weight[:out_channels] if self.depthwise else weight[:out_channels, :in_channels]
+            )
+            bias = None if bias is None else bias[:out_channels]
         weight = centre_crop(weight, kernel_size)
-        bias = None if self.bias is None else self.bias[:out_channels]
         return F.conv2d(x, weight, bias, self.stride, kernel_size // 2, 1, groups)
 
 
