@@ -57,6 +57,8 @@ class Supernet(Network):
     inside DDP's hooks, so the shared weights' gradients are all-reduced whatever the method.
     """
 
+    memory_format = torch.contiguous_format  # of every input; see `use_channels_last`
+
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
         self.space = space
@@ -70,8 +72,6 @@ class Supernet(Network):
         self.blocks = nn.ModuleList(blocks)
         head = space.head
         self.head = Head(max(widths), max(head.hidden_channels), space.num_classes, head.dropout)
-
-    memory_format = torch.contiguous_format
 
     def use_channels_last(self) -> Supernet:
         """Weights and every input in channels-last (NHWC): depthwise and 1x1 convolutions and
