@@ -10,6 +10,7 @@ import pytest
 
 from runs import cli_env
 from supernas.cli import main
+from supernas.recipe import EXPORT_FORMATS
 from supernas.train.checkpoint import save_checkpoint
 
 
@@ -121,7 +122,7 @@ def test_every_command_has_help_with_an_example(command, capsys):
 def test_unknown_export_format_fails_before_any_work(tmp_path, capsys):
     run = tmp_path / "run"
     err = _error(capsys, ["search", "--run-dir", str(run), "--set", "export=[onnx, tflite]"])
-    assert "export: unknown format 'tflite'; choose from onnx, torchscript" in err
+    assert f"export: unknown format 'tflite'; choose from {', '.join(EXPORT_FORMATS)}" in err
     assert not run.exists()
 
 
