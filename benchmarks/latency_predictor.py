@@ -15,10 +15,9 @@ import dataclasses
 import json
 import time
 
-import torch
 from _common import hardware, run_kind
 
-from supernas.cost.latency_build import Timing, build_table, check_table
+from supernas.cost.latency_build import Deployment, Timing, build_table, check_table
 from supernas.space import get_space
 
 
@@ -39,7 +38,7 @@ def main() -> None:
     results = []
     for space in _spaces(args.quick):
         start = time.perf_counter()
-        table = build_table(space, torch.device("cpu"), args.threads, timing)
+        table = build_table(space, Deployment(threads=args.threads), timing)
         built = time.perf_counter() - start
         check = check_table(table, space, archs)
         results.append(

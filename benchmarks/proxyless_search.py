@@ -32,7 +32,7 @@ from _common import hardware, run_kind
 
 from supernas.api import run_search_phase
 from supernas.cost.latency import LatencyTable
-from supernas.cost.latency_build import Timing, build_table, measure_archs
+from supernas.cost.latency_build import Deployment, Timing, build_table, measure_archs
 from supernas.cost.macs import arch_cost
 from supernas.recipe import load_run_config
 from supernas.space import get_space
@@ -69,14 +69,14 @@ def _search(args: argparse.Namespace, options: str, budget: str) -> tuple:
 
 
 def _build(path: Path, timing: Timing) -> None:
-    build_table(get_space("fmnist_small"), torch.device("cpu"), 1, timing).save(path)
+    build_table(get_space("fmnist_small"), Deployment(threads=1), timing).save(path)
 
 
 def _measure(texts: list[str], timing: Timing) -> list[float]:
     torch.set_num_threads(1)
     space = get_space("fmnist_small")
     archs = [arch_from_string(space, text) for text in texts]
-    return measure_archs(space, archs, torch.device("cpu"), timing)
+    return measure_archs(space, archs, Deployment(threads=1), timing)
 
 
 def in_fresh_process(function: Callable[..., T], *args: object) -> T:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from supernas.errors import ExportError
-from supernas.export import FILENAMES, export_model, fold_batchnorm
+from supernas.export import FILENAMES, export_model
 from supernas.nn import build_model
-from supernas.quantize import RUNTIMES, OnnxRunner, predictions, runtimes
+from supernas.runtimes import RUNTIMES, OnnxRunner, fold_batchnorm, predictions, runtimes
 from supernas.space import get_space, sample
 
 SPACE = get_space("fmnist_small")
@@ -115,7 +115,7 @@ def test_an_unknown_or_missing_runtime_is_one_line(exported, monkeypatch):
     _, _, out, _ = exported
     with pytest.raises(ExportError, match="unknown runtime 'tensorrt'; choose from onnxruntime"):
         OnnxRunner(out / FILENAMES["onnx"], "tensorrt")
-    monkeypatch.setattr("supernas.quantize.runtimes", lambda: ["onnxruntime"])
+    monkeypatch.setattr("supernas.runtimes.runtimes", lambda: ["onnxruntime"])
     with pytest.raises(
         ExportError, match=r"openvino is not installed: pip install 'supernas\[deploy\]'"
     ):

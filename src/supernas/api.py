@@ -34,6 +34,7 @@ from supernas.config import from_dict, load_yaml
 from supernas.cost.budget import Budget
 from supernas.cost.latency import LatencyTable, device_name
 from supernas.cost.latency_build import (
+    Deployment,
     Timing,
     build_table,
     check_table,
@@ -46,11 +47,11 @@ from supernas.errors import CheckpointError, ConfigError
 from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
-from supernas.quantize import int8_report
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, write_report
 from supernas.rng import derive_seed
 from supernas.rundir import ARCH, CHECKPOINT, RunDir, check_fresh, create_run_dir, exclusive
+from supernas.runtimes import int8_report
 from supernas.space import SPACES, Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext, Strategy
 from supernas.strategies.evaluation import evaluate_child
@@ -687,7 +688,7 @@ def evaluate(run_dir: Path) -> dict[str, float]:
 
 def export(run_dir: Path, formats: list[str], out_dir: Path | None = None) -> dict[str, Any]:
     """Exports a run's model; with ``onnx-int8`` the result also holds ``int8``, the int8
-    model against fp32 (`supernas.quantize.int8_report`)."""
+    model against fp32 (`supernas.runtimes.int8_report`)."""
     cfg, space, arch, model = load_trained(run_dir)
     preprocessing = _read_json(RunDir(run_dir).preprocessing, {})
     data = build_data(cfg.data, resolution=arch.resolution) if "onnx-int8" in formats else None
@@ -815,17 +816,29 @@ def build_latency_table(
     out: Path,
     threads: int | None = None,
     timing: Timing | None = None,
+    runtime: str = "torch",
+    precision: str = "fp32",
 ) -> LatencyTable:
-    """Measures the latency table of ``space`` on this machine's ``device`` and writes it."""
-    timing = timing or Timing()
-    table = build_table(get_space(space), latency_device(device), threads, timing, progress=True)
+    """Measures the latency table of ``space`` in ``runtime`` and ``precision`` on this
+    machine's ``device`` and writes it."""
+    threads = threads or torch.get_num_threads()
+    deployment = Deployment(runtime, precision, latency_device(device), threads)
+    table = build_table(get_space(space), deployment, timing or Timing(), progress=True)
     table.save(out)
     return table
 
 
-def check_latency_table(lut: Path, archs: int, space: str | None = None) -> dict[str, Any]:
-    """Predicted against measured latency of ``archs`` random archs of the table's space."""
+def check_latency_table(
+    lut: Path,
+    archs: int,
+    space: str | None = None,
+    runtime: str | None = None,
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """Predicted against measured latency of ``archs`` random archs of the table's space, in
+    the table's runtime and precision (refused if ``runtime`` or ``precision`` differ)."""
     table = LatencyTable.load(lut)
+    table.check_runtime(runtime, precision)
     return check_table(table, get_space(space or table.space), archs, progress=True)
 
 
@@ -864,21 +877,25 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
 
 def measure_latency(run_dir: Path, threads: int | None = None) -> dict[str, Any]:
     """Times the finished model of ``run_dir`` on this machine, as the run's latency table was
-    measured (its device, threads and batch size; else the CPU, one thread, batch 1), and adds
-    the figures to its summary and report."""
+    measured (its device, runtime, precision, threads and batch size; else torch eager on the
+    CPU, one thread, batch 1), and adds the figures to its summary and report. In an ONNX
+    runtime the model is exported and, for an int8 table, quantized as `supernas export` does
+    (calibrated on random images: what an int8 graph runs does not depend on its ranges)."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     cfg, space, arch, model = load_trained(run_dir)
     budget = Budget(cfg.search.budget, space)
     table = getattr(budget.metric, "table", None)
-    device = latency_device(table.device if table else "cpu")
+    deployment = Deployment.of(table, threads) if table else Deployment(threads=threads or 1)
     # One model: time it long enough (about 1 s at 2 ms) that a burst of other load spoils one
     # round, not the figure.
     timing = Timing(batch_size=table.batch_size if table else 1, warmup=20, repeats=100, rounds=5)
-    threads = threads or (table.threads if table else 1)
     shape = (space.in_channels, arch.resolution, arch.resolution)
-    measured = measure_model(model, shape, device, timing, threads)
-    setting = f"{device_name(device)}, {threads} threads, batch {timing.batch_size}"
+    measured = measure_model(model, shape, deployment, timing)
+    setting = (
+        f"{device_name(deployment.device)}, {deployment.runtime} {deployment.precision}, "
+        f"{deployment.threads} threads, batch {timing.batch_size}"
+    )
     result: dict[str, Any] = {"latency_measured_ms": round(measured, 4), "latency_on": setting}
     if table is not None:
         result["latency_predicted_ms"] = round(budget.cost(arch), 4)

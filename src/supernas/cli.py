@@ -48,7 +48,9 @@ EXAMPLES = {
     "  supernas strategy show proxyless --json\n"
     "  supernas search recipes/fmnist_dmasking.yaml --set search.options.arch_every=2",
     "latency": "examples:\n  supernas latency build --space fmnist_small --device cpu --threads 1 "
-    "--out lut.json\n  supernas latency check --lut lut.json --archs 20\n"
+    "--out lut.json\n"
+    "  supernas latency build --space fmnist_small --runtime onnxruntime --precision int8 "
+    "--threads 1 --out lut_ort_int8.json\n  supernas latency check --lut lut.json --archs 20\n"
     "  supernas latency measure runs/RUN   # the finished model, timed as the table was",
 }
 
@@ -166,7 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
     build = actions.add_parser("build", help="time every layer of a space on this device")
     build.add_argument("--space", required=True, help="space preset name or space YAML file")
     build.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    build.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    build.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime", "openvino"],
+        default="torch",
+        help="what times the layers: torch eager, or each layer exported to ONNX and run in "
+        "ONNX Runtime or OpenVINO as the exported model will be (needs supernas[deploy])",
+    )
+    build.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="int8: each layer quantized as 'supernas export --format onnx-int8' quantizes "
+        "(ONNX runtimes only)",
+    )
+    build.add_argument("--threads", type=int, help="intra-op threads (default: torch's own)")
     build.add_argument("--batch-size", type=int, default=1)
     build.add_argument("--repeats", type=int, default=15, help="timed runs per entry (median)")
     build.add_argument("--rounds", type=int, default=3, help="interleaved passes (smallest median)")
@@ -180,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--lut", type=Path, required=True, help="table JSON")
     check.add_argument("--archs", type=int, default=20, help="random archs to measure")
     check.add_argument("--space", help="space YAML file, if the table's space is not a preset")
+    check.add_argument("--runtime", help="refuse a table measured in another runtime")
+    check.add_argument("--precision", help="refuse a table measured in another precision")
     return parser
 
 
@@ -323,18 +341,21 @@ def _latency(api, args) -> None:
             args.out,
             args.threads,
             Timing(batch_size=args.batch_size, repeats=args.repeats, rounds=args.rounds),
+            args.runtime,
+            args.precision,
         )
         print(
             f"latency table: {len(table.entries)} entries on {table.device_name}, "
-            f"{table.threads} threads, overhead {table.overhead_ms:.3f} ms -> {args.out}"
+            f"{table.setting}, overhead {table.overhead_ms:.3f} ms -> {args.out}"
         )
         return
     if args.action == "measure":
         print(f"latency: {_measured(api.measure_latency(args.run_dir, args.threads))}")
         return
-    result = api.check_latency_table(args.lut, args.archs, args.space)
+    result = api.check_latency_table(args.lut, args.archs, args.space, args.runtime, args.precision)
     print(
-        f"{result['archs']} archs on {result['device']}: MAPE {100 * result['mape']:.2f}%, "
+        f"{result['archs']} archs on {result['device']} in {result['runtime']} "
+        f"{result['precision']}: MAPE {100 * result['mape']:.2f}%, "
         f"Spearman {result['spearman']:.3f}, {100 * result['within_10pct']:.0f}% within 10%"
     )
 

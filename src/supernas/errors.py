@@ -52,3 +52,10 @@ class RankError(SupernasError):
 
 class ExportError(SupernasError):
     """An export format is unknown or the exported model disagrees with PyTorch."""
+
+
+def first_line(error: Exception) -> str:
+    """The first line of a third-party error's message (at most 200 characters), for a
+    one-line `SupernasError` that wraps it."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

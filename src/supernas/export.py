@@ -3,12 +3,11 @@
 Formats: ``state-dict`` (safetensors weights), ``torchscript`` (traced; deprecated by PyTorch
 but still what many deployment stacks load), ``torch-export`` (a ``torch.export`` program,
 ``.pt2``), ``onnx`` (run by onnxruntime) and ``onnx-int8`` (its static int8 quantization,
-`supernas.quantize`). Each file is written atomically, read back and run
+`supernas.runtimes`). Each file is written atomically, read back and run
 at two batch sizes against the PyTorch model in eval mode; a copy that disagrees by more than
 `TOLERANCE` raises `ExportError` with the gap. The caller's model is left untouched.
 
-ONNX goes through the TorchScript-based exporter (``dynamo=False``): the torch.export-based one
-needs ``onnxscript``, which supernas does not depend on. Both give a dynamic batch axis.
+The ONNX graph is `supernas.runtimes.onnx_graph`'s: BatchNorm folded, a dynamic batch axis.
 """
 
 from __future__ import annotations
@@ -26,9 +25,9 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from supernas.errors import ExportError
+from supernas.errors import ExportError, first_line
+from supernas.runtimes import onnx_graph
 from supernas.train.checkpoint import atomic_write_bytes
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export", "state-dict")
@@ -40,7 +39,6 @@ FILENAMES = {
     "state-dict": "model.safetensors",
 }
 TOLERANCE = 1e-4  # max |difference| / max(1, max |output|)
-ONNX_OPSET = 17  # HardSwish needs 14; 17 loads in every runtime released since 2022
 
 
 class ExportResult(TypedDict):
@@ -64,7 +62,7 @@ def export_model(
     torch.export extra files): what a deployment reads back.
 
     ``onnx-int8`` quantizes the fp32 ONNX export (written too) with the input batches of
-    ``calibration`` (`supernas.quantize`); its gap to PyTorch is reported, not bounded.
+    ``calibration`` (`supernas.runtimes`); its gap to PyTorch is reported, not bounded.
 
     Returns:
         ``{"onnx": {"path": ".../model.onnx", "max_rel_diff": 3.1e-07}, ...}``
@@ -144,31 +142,11 @@ def export_program(
             model, (traced_on,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
         )
     except Exception as error:  # torch raises many types for untraceable code
-        raise ExportError(f"torch.export failed: {_first_line(error)}") from error
+        raise ExportError(f"torch.export failed: {first_line(error)}") from error
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files=metadata or {})
     atomic_write_bytes(path, lambda file: file.write(buffer.getvalue()))
     return _compare("torch.export", model, example, torch.export.load(str(path)).module())
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of the eval-mode ``model`` with every BatchNorm folded into the conv before it,
-    as a deployment graph has it: one op fewer per layer, and int8 weights quantized with the
-    BN scale already in them."""
-    model = copy.deepcopy(model)
-    for module in model.modules():
-        norm = getattr(module, "bn", None)
-        if not isinstance(norm, nn.BatchNorm2d):
-            continue
-        convs = module.convs if hasattr(module, "convs") else {"": module.conv}
-        for name, conv in list(convs.items()):
-            fused = fuse_conv_bn_eval(conv, norm)
-            if name:
-                module.convs[name] = fused
-            else:
-                module.conv = fused
-        module.bn = nn.Identity()
-    return model
 
 
 def export_onnx(
@@ -181,25 +159,7 @@ def export_onnx(
         raise ExportError(
             "ONNX export needs onnx and onnxruntime: pip install 'supernas[export]'"
         ) from None
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # the legacy exporter warns that it is legacy; a baked-in shape is caught by the check
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        try:
-            torch.onnx.export(
-                fold_batchnorm(model),
-                (example,),
-                buffer,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        except Exception as error:  # an op without an ONNX symbolic, and the like
-            raise ExportError(f"ONNX export failed: {_first_line(error)}") from error
-    proto = onnx.load_from_string(buffer.getvalue())
+    proto = onnx.load_from_string(onnx_graph(model, example))
     onnx.helper.set_model_props(proto, metadata or {})
     atomic_write_bytes(path, lambda file: file.write(proto.SerializeToString()))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -209,7 +169,7 @@ def export_onnx(
             (logits,) = session.run(None, {"images": batch.numpy()})
         except Exception as error:  # onnxruntime's errors have no common public base
             raise ExportError(
-                f"ONNX model fails at batch size {len(batch)}: {_first_line(error)}"
+                f"ONNX model fails at batch size {len(batch)}: {first_line(error)}"
             ) from error
         return torch.from_numpy(logits)
 
@@ -226,7 +186,7 @@ def export_onnx_int8(
     """The static int8 quantization of the ONNX export beside ``path`` (``model.onnx``)."""
     import onnx
 
-    from supernas.quantize import OnnxRunner, quantize_onnx
+    from supernas.runtimes import OnnxRunner, quantize_onnx
 
     batches = list(calibration)
     if not batches:
@@ -276,8 +236,3 @@ def _compare(
 def _bigger_batch(example: Tensor) -> Tensor:
     """The example followed by its reverse: twice the batch size, different rows."""
     return torch.cat([example, example.flip(0)])
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -8,20 +8,19 @@ import random
 
 import pytest
 import torch
+from tables import FAST, tiny_space
 
 from supernas.cli import main
 from supernas.cost.latency import LatencyTable, net_keys
 from supernas.cost.latency_build import (
     KEPT_FREED_MEMORY,
-    Timing,
+    Deployment,
     build_table,
     spearman,
     table_layers,
 )
 from supernas.errors import ConfigError
-from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec, plan, sample
-
-FAST = Timing(batch_size=1, warmup=1, repeats=2, rounds=2)
+from supernas.space import plan, sample
 
 
 @pytest.fixture(autouse=True)
@@ -32,27 +31,12 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def tiny_space(name="tiny") -> SearchSpace:
-    return SearchSpace(
-        name=name,
-        in_channels=1,
-        num_classes=4,
-        resolutions=(8, 12),
-        stem=StemSpec(out_channels=(8, 12), stride=1),
-        blocks=(
-            BlockSpec(1, 2, (8, 12), (2, 3), (3, 5), attentions=(0, 1)),
-            BlockSpec(1, 1, (12,), (2,), (3,), activations=("relu", "hswish"), optional=True),
-        ),
-        head=HeadSpec(hidden_channels=(16, 24)),
-    )
-
-
 @pytest.fixture(scope="module")
 def table() -> LatencyTable:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return build_table(tiny_space(), torch.device("cpu"), threads=1, timing=FAST)
+        return build_table(tiny_space(), Deployment(threads=1), timing=FAST)
     finally:
         torch.set_num_threads(previous)
 

@@ -18,7 +18,7 @@ from runs import free_port, overrides, rank_env
 from supernas.api import search
 from supernas.config import from_dict
 from supernas.cost.budget import Budget
-from supernas.cost.latency_build import Timing, build_table
+from supernas.cost.latency_build import Deployment, Timing, build_table
 from supernas.cost.macs import arch_cost
 from supernas.errors import ConfigError
 from supernas.nn import build_model
@@ -423,7 +423,7 @@ def test_derivation_takes_the_most_probable_arch_within_the_budget():
 def test_a_latency_table_sets_the_hinge_and_the_derivation_budget(tmp_path):
     space = _tiny_space()
     timing = Timing(batch_size=1, warmup=1, repeats=2, rounds=1)
-    table = build_table(space, torch.device("cpu"), threads=1, timing=timing)
+    table = build_table(space, Deployment(threads=1), timing=timing)
     table.save(tmp_path / "lut.json")
     grid = [
         arch_from_choices(space, dict(zip([d.name for d in decisions(space)], values, strict=True)))

@@ -4,6 +4,10 @@ A recipe names it once, under ``search.budget``::
 
     budget: {metric: macs, target: 4.0e+6}
     budget: {metric: latency, target: 1.8, lut: lut_fmnist_cpu.json}
+    budget: {metric: latency, target: 0.3, lut: lut_ort_int8.json, precision: int8}
+
+A latency table may come from any runtime and precision (`supernas latency build --runtime`);
+``runtime`` and ``precision``, when given, make the search refuse a table measured otherwise.
 
 The target is both the ``T`` of a method's cost term (`supernas.cost.penalty`, FP-NAS's hinge,
 ProxylessNAS's reward) and the hard limit of the derived arch: every strategy derives an arch
@@ -36,6 +40,8 @@ class BudgetConfig:
     metric: str = "macs"  # "macs", "params" or "latency" (predicted from lut)
     target: float | None = None  # the derived arch costs at most this; None: no budget
     lut: str | None = None  # latency table JSON (`supernas latency build`), for metric latency
+    runtime: str | None = None  # the table must be measured in this runtime; None: any
+    precision: str | None = None  # the table must be measured in this precision; None: any
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -44,6 +50,8 @@ class BudgetConfig:
             )
         if self.target is not None and not (math.isfinite(self.target) and self.target > 0):
             raise ConfigError(f"search.budget.target must be a positive number, got {self.target}")
+        if self.metric != "latency" and (self.runtime or self.precision):
+            raise ConfigError("search.budget.runtime and precision are for metric latency")
 
 
 class Budget:
@@ -52,6 +60,9 @@ class Budget:
     def __init__(self, config: BudgetConfig, space: SearchSpace) -> None:
         self.space = space
         self.metric: Metric = METRICS.get(config.metric)(space, config.lut)
+        table = getattr(self.metric, "table", None)
+        if table is not None:
+            table.check_runtime(config.runtime, config.precision)
         self.target = config.target
         if self.target is not None:
             self._check_reachable()

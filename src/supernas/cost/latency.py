@@ -7,10 +7,12 @@ and stored under a key that names the layer's type and exact shapes. A table hol
 per-network overhead (framework and memory traffic between layers) fitted on a few end-to-end
 measurements when the table is built (`supernas.cost.latency_build`).
 
-A table is only valid for the space and device it was measured on: the JSON records the space
-name and fingerprint, the device kind and model, the torch version, the thread count and the
-batch size and the allocator setting, and `LatencyTable.check` refuses a table from another
-space or device.
+A table is only valid for the space, device and runtime it was measured in: the JSON records the
+space name and fingerprint, the device kind and model, the runtime (``torch`` eager,
+``onnxruntime`` or ``openvino``), its version, execution provider and precision (``fp32`` or
+``int8``), the thread count, the batch size and the allocator setting; `LatencyTable.check`
+refuses a table from another space or device, and `LatencyTable.check_runtime` one from another
+runtime or precision than asked for.
 
 Key examples (our blocks have more fields than the reference's ``expanded_conv`` keys)::
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import torch
 
 from supernas.errors import ConfigError
+from supernas.runtimes import PRECISIONS, RUNTIMES
 from supernas.space.arch import Arch
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.plan import BlockPlan, NetPlan, plan
@@ -118,6 +121,10 @@ class LatencyTable:
     repeats: int  # timed runs per pass; a pass's value is their median
     rounds: int  # interleaved passes over all entries; an entry is its smallest pass median
     allocator: str = "default"  # how CPU memory was allocated (see `latency_build`)
+    runtime: str = "torch"  # "torch" (eager), "onnxruntime" or "openvino"
+    precision: str = "fp32"  # "fp32" or "int8" (static QDQ, as `supernas export` quantizes)
+    runtime_version: str = ""  # empty in tables written before runtimes were recorded
+    provider: str = ""  # execution provider / device plugin, e.g. "CPUExecutionProvider"
     entries: dict[str, float] = field(default_factory=dict)
     overhead_ms: float = 0.0  # fitted per-network constant added to every prediction
 
@@ -151,6 +158,26 @@ class LatencyTable:
             raise ConfigError(
                 f"latency table was measured on {self.device_name}, not on {device_name(device)}"
             )
+
+    def check_runtime(self, runtime: str | None, precision: str | None) -> None:
+        """Refuses a table measured in another runtime or precision than asked for (None:
+        any)."""
+        for asked, name, own in (
+            (runtime, "runtime", self.runtime),
+            (precision, "precision", self.precision),
+        ):
+            if asked is not None and asked != own:
+                raise ConfigError(
+                    f"latency table was measured in {self.setting}, not with {name} {asked}; "
+                    f"build one with 'supernas latency build --{name} {asked}'"
+                )
+
+    @property
+    def setting(self) -> str:
+        """The runtime, precision and thread count, e.g. "onnxruntime 1.23.2 int8, 1 thread"."""
+        version = f" {self.runtime_version}" if self.runtime_version else ""
+        threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}"
+        return f"{self.runtime}{version} {self.precision}, {threads}"
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **asdict(self)}, indent=1, sort_keys=True)
@@ -188,6 +215,8 @@ class LatencyTable:
             raise ConfigError(f"{where}: overhead_ms is {overhead!r}, not a number")
         if not math.isfinite(overhead):
             raise ConfigError(f"{where}: overhead_ms is {overhead}, not finite")
+        if self.runtime not in ("torch", *RUNTIMES) or self.precision not in PRECISIONS:
+            raise ConfigError(f"{where}: runtime {self.runtime!r} {self.precision!r} is unknown")
         for name in ("batch_size", "threads", "repeats", "rounds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

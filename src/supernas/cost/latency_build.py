@@ -12,6 +12,12 @@ least-absolute-deviation fit). `check_table` measures other random archs end to 
 the predictor's mean absolute percentage error and the Spearman rank correlation between
 predicted and measured latency.
 
+A `Deployment` says where layers and networks run: PyTorch eager on the CPU or a CUDA device,
+or ONNX Runtime or OpenVINO on the CPU, in fp32 or int8. In an ONNX runtime each layer is
+exported and loaded in a session of its own with the table's threads, as the finished model is
+(`supernas.runtimes.compile_module`; int8 quantized exactly as the int8 export is), so a table
+prices a layer in the runtime it will ship in.
+
 Every timing first calls `keep_freed_memory`. With glibc's default malloc, the large
 activations of a 224 px network are handed back to the OS when freed and page-faulted back in
 on the next forward pass, which added 10-17 ms to 15-20 ms networks of ``proxyless_mobile`` on
@@ -45,6 +51,7 @@ from supernas.errors import ConfigError
 from supernas.nn.blocks import Head, Stem
 from supernas.nn.standalone import build_block, build_model
 from supernas.rng import derive_seed
+from supernas.runtimes import EXTRA, PRECISIONS, RUNTIMES, compile_module, runtime_version, runtimes
 from supernas.space.arch import BlockArch
 from supernas.space.choices import sample, smallest
 from supernas.space.plan import NetPlan, block_plan, conv_out_size, plan
@@ -99,8 +106,67 @@ def keep_freed_memory() -> str:
 
 @dataclass(frozen=True)
 class _Layer:
-    build: Callable[[torch.device], Callable[[Tensor], Tensor]]  # a fresh module on a device
+    build: Callable[[], nn.Module]  # a fresh module whose forward takes the input alone
     input_shape: tuple[int, ...]  # without the batch dimension
+
+
+class _Called(nn.Module):
+    """``module(x, *args)`` as a module of ``x`` alone, so that it can be exported."""
+
+    def __init__(self, module: nn.Module, *args) -> None:
+        super().__init__()
+        self.module, self.args = module, args
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x, *self.args)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where layers and networks are timed: a runtime, a precision, a device and threads."""
+
+    runtime: str = "torch"  # "torch" (eager) or one of `supernas.runtimes.RUNTIMES`
+    precision: str = "fp32"
+    device: torch.device = torch.device("cpu")
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.runtime not in ("torch", *RUNTIMES):
+            choices = ", ".join(("torch", *RUNTIMES))
+            raise ConfigError(f"unknown runtime {self.runtime!r}; choose from {choices}")
+        if self.precision not in PRECISIONS:
+            choices = ", ".join(PRECISIONS)
+            raise ConfigError(f"unknown precision {self.precision!r}; choose from {choices}")
+        if self.runtime == "torch" and self.precision != "fp32":
+            raise ConfigError("int8 latency is measured in onnxruntime or openvino, not torch")
+        if self.runtime != "torch" and self.device.type != "cpu":
+            raise ConfigError(f"runtime {self.runtime} is timed on the CPU, not {self.device}")
+        if self.runtime != "torch" and self.runtime not in runtimes():
+            raise ConfigError(f"runtime {self.runtime} is not installed: {EXTRA}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+
+    @classmethod
+    def of(cls, table: LatencyTable, threads: int | None = None) -> Deployment:
+        """The deployment ``table`` was measured in (optionally on other threads)."""
+        device = latency_device(table.device)
+        return cls(table.runtime, table.precision, device, threads or table.threads)
+
+    @property
+    def provider(self) -> str:
+        return {"torch": self.device.type, "onnxruntime": "CPUExecutionProvider"}.get(
+            self.runtime, "CPU"
+        )
+
+    def compile(self, module: nn.Module, x: Tensor) -> Callable[[], object]:
+        """A call that runs the eval-mode ``module`` on ``x`` in this deployment."""
+        if self.runtime == "torch":
+            module, x = module.eval().to(self.device), x.to(self.device)
+            if x.is_cuda:
+                return lambda: (module(x), torch.cuda.synchronize())
+            return lambda: module(x)
+        runner = compile_module(module.eval(), x, self.runtime, self.precision, self.threads)
+        return runner.bound(x.numpy())
 
 
 @contextmanager
@@ -113,18 +179,15 @@ def _threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def median_ms(run: Callable[[Tensor], Tensor], x: Tensor, timing: Timing) -> float:
-    """Median wall time (ms) of ``run(x)`` over ``timing.repeats`` runs after the warm-up."""
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+def median_ms(run: Callable[[], object], timing: Timing) -> float:
+    """Median wall time (ms) of ``run()`` over ``timing.repeats`` runs after the warm-up."""
     times = []
     with torch.inference_mode():
         for _ in range(timing.warmup):
-            run(x)
-        sync()
+            run()
         for _ in range(timing.repeats):
             start = time.perf_counter()
-            run(x)
-            sync()
+            run()
             times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
 
@@ -181,76 +244,107 @@ def table_layers(space: SearchSpace) -> dict[str, _Layer]:
 
 
 def _stem_factory(space: SearchSpace, width: int):
-    def build(device: torch.device):
-        module = Stem(space.in_channels, width, space.stem.kernel_size, space.stem.stride)
-        return _bound(module, device, lambda m, x: m(x, width, space.stem.activation))
-
-    return build
+    stem = space.stem
+    return lambda: _Called(
+        Stem(space.in_channels, width, stem.kernel_size, stem.stride), width, stem.activation
+    )
 
 
 def _block_factory(block, sharing: str):
-    def build(device: torch.device):
-        return _bound(build_block(block, sharing), device, lambda m, x: m(x, block))
-
-    return build
+    return lambda: _Called(build_block(block, sharing), block)
 
 
 def _head_factory(space: SearchSpace, channels: int, hidden: int):
-    def build(device: torch.device):
-        module = Head(channels, hidden, space.num_classes, space.head.dropout)
-        return _bound(module, device, lambda m, x: m(x, hidden, space.head.activation))
-
-    return build
-
-
-def _bound(module: nn.Module, device: torch.device, call):
-    module = module.eval().to(device)
-    return lambda x: call(module, x)
+    head = space.head
+    return lambda: _Called(
+        Head(channels, hidden, space.num_classes, head.dropout), hidden, head.activation
+    )
 
 
-def _input(shape: tuple[int, ...], timing: Timing, device: torch.device) -> Tensor:
-    return torch.randn((timing.batch_size, *shape), device=device)
+CHUNK = 64  # layers loaded at once: an ONNX session each, so not all of a space's at once
+FLOOR_MS = 1e-4  # an entry's least value once the call cost is taken off (entries are > 0)
 
 
-def _interleaved(runs: list[tuple[Callable, Tensor]], timing: Timing, progress: bool) -> list:
-    """Each run's median time (ms), the smallest over ``timing.rounds`` interleaved passes.
+class _Call(nn.Module):
+    """Next to nothing computed from the input: what a session call costs at its shape."""
 
-    Passes go over all runs in turn, so a burst of load from other processes on a shared
-    machine spoils one pass of a few runs rather than every repeat of one.
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, :1, :1, :1]
+
+
+def _net_of_calls(
+    layers: dict[str, _Layer], measured: list[float], deployment: Deployment, timing: Timing
+) -> list[float]:
+    """In an ONNX runtime, each layer's time less what a call of its session costs.
+
+    A session call has a fixed cost (feeding the input, fetching the output; about 0.08 ms in
+    OpenVINO, 0.01 ms in ONNX Runtime on one CPU thread) that a network pays once, not once per
+    layer; the fitted per-network overhead then adds it back once. In torch eager every layer
+    of a network pays its own module call, so its entries keep it.
+    """
+    if deployment.runtime == "torch":
+        return measured
+    shapes = sorted({layer.input_shape for layer in layers.values()})
+    calls = _interleaved([(_Call, shape) for shape in shapes], deployment, timing, False)
+    call = dict(zip(shapes, calls, strict=True))
+    return [
+        max(ms - call[layer.input_shape], FLOOR_MS)
+        for layer, ms in zip(layers.values(), measured, strict=True)
+    ]
+
+
+def _interleaved(
+    builds: list[tuple[Callable[[], nn.Module], tuple[int, ...]]],
+    deployment: Deployment,
+    timing: Timing,
+    progress: bool,
+) -> list[float]:
+    """Each module's median time (ms) on a random batch of its input shape, the smallest over
+    ``timing.rounds`` interleaved passes.
+
+    Passes go over the modules in turn, so a burst of load from other processes on a shared
+    machine spoils one pass of a few runs rather than every repeat of one; they go `CHUNK`
+    modules at a time, so that a space's thousand layers are never loaded at once.
     """
     keep_freed_memory()
-    passes = [
-        [median_ms(run, x, timing) for run, x in runs]
-        for _ in tqdm(range(timing.rounds), desc="latency passes", disable=not progress)
-    ]
-    return [min(times) for times in zip(*passes, strict=True)]
+    times: list[float] = []
+    bar = tqdm(total=len(builds), desc="latency", unit="layer", disable=not progress)
+    with _threads(deployment.threads):
+        for start in range(0, len(builds), CHUNK):
+            runs = [
+                deployment.compile(build(), torch.randn(timing.batch_size, *shape))
+                for build, shape in builds[start : start + CHUNK]
+            ]
+            passes = [[median_ms(run, timing) for run in runs] for _ in range(timing.rounds)]
+            times += [min(t) for t in zip(*passes, strict=True)]
+            bar.update(len(runs))
+    bar.close()
+    return times
 
 
 def measure_archs(
-    space: SearchSpace, archs: list, device: torch.device, timing: Timing, progress: bool = False
+    space: SearchSpace,
+    archs: list,
+    deployment: Deployment,
+    timing: Timing,
+    progress: bool = False,
 ) -> list[float]:
     """Measured end-to-end latency (ms) of the standalone model of each arch."""
-    runs = [
+    builds = [
         (
-            build_model(space, arch).eval().to(device),
-            _input((space.in_channels, arch.resolution, arch.resolution), timing, device),
+            functools.partial(build_model, space, arch),
+            (space.in_channels, arch.resolution, arch.resolution),
         )
         for arch in archs
     ]
-    return _interleaved(runs, timing, progress)
+    return _interleaved(builds, deployment, timing, progress)
 
 
 def measure_model(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    device: torch.device,
-    timing: Timing,
-    threads: int,
+    model: nn.Module, input_shape: tuple[int, ...], deployment: Deployment, timing: Timing
 ) -> float:
-    """Measured latency (ms) of one model on ``device`` with ``threads`` torch threads."""
-    run = (model.eval().to(device), _input(input_shape, timing, device))
-    with _threads(threads):
-        (ms,) = _interleaved([run], timing, progress=False)
+    """Measured latency (ms) of one model in ``deployment``."""
+    (ms,) = _interleaved([(lambda: model, input_shape)], deployment, timing, progress=False)
     return ms
 
 
@@ -269,38 +363,39 @@ def latency_device(name: str) -> torch.device:
 
 def build_table(
     space: SearchSpace,
-    device: torch.device,
-    threads: int | None = None,
+    deployment: Deployment = Deployment(),
     timing: Timing = Timing(),
     calibration_archs: int = 5,
     seed: int = 0,
     progress: bool = False,
 ) -> LatencyTable:
-    """Measures every layer of ``space`` on ``device``; see the module docstring."""
-    threads = threads or torch.get_num_threads()
+    """Measures every layer of ``space`` in ``deployment``; see the module docstring."""
     table = LatencyTable(
         space=space.name,
         fingerprint=space.fingerprint,
-        device=device.type,
-        device_name=device_name(device),
+        device=deployment.device.type,
+        device_name=device_name(deployment.device),
         torch_version=torch.__version__,
-        threads=threads,
+        threads=deployment.threads,
         batch_size=timing.batch_size,
         warmup=timing.warmup,
         repeats=timing.repeats,
         rounds=timing.rounds,
         allocator=keep_freed_memory(),
+        runtime=deployment.runtime,
+        precision=deployment.precision,
+        runtime_version=runtime_version(deployment.runtime),
+        provider=deployment.provider,
     )
     layers = table_layers(space)
-    with _threads(threads), torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        runs = [
-            (layer.build(device), _input(layer.input_shape, timing, device))
-            for layer in layers.values()
-        ]
-        table.entries = dict(zip(layers, _interleaved(runs, timing, progress), strict=True))
+        builds = [(layer.build, layer.input_shape) for layer in layers.values()]
+        measured = _interleaved(builds, deployment, timing, progress)
+        measured = _net_of_calls(layers, measured, deployment, timing)
+        table.entries = dict(zip(layers, measured, strict=True))
         archs = _random_archs(space, calibration_archs, derive_seed(seed, "calibration-archs"))
-        measured = measure_archs(space, archs, device, timing)
+        measured = measure_archs(space, archs, deployment, timing)
     gaps = [m - table.predict(space, a) for a, m in zip(archs, measured, strict=True)]
     table.overhead_ms = statistics.median(gaps) if gaps else 0.0
     return table
@@ -331,18 +426,17 @@ def check_table(
 ) -> dict:
     """Predicted against measured end-to-end latency of ``archs`` random archs.
 
-    Runs on the table's device kind with its thread count and batch size; a table measured on
-    another device model is refused.
+    Runs in the table's runtime and precision on its device kind, with its thread count and
+    batch size; a table measured on another device model is refused.
     """
     if archs < 2:
         raise ConfigError("latency check needs at least 2 archs")
-    device = latency_device(table.device)
-    table.check(space, device)
+    deployment = Deployment.of(table)
+    table.check(space, deployment.device)
     timing = Timing(table.batch_size, table.warmup, table.repeats, table.rounds)
     chosen = _random_archs(space, archs, seed)
     predicted = [table.predict(space, arch) for arch in chosen]
-    with _threads(table.threads):
-        measured = measure_archs(space, chosen, device, timing, progress)
+    measured = measure_archs(space, chosen, deployment, timing, progress)
     rows = [
         {"arch": str(arch), "predicted_ms": p, "measured_ms": m}
         for arch, p, m in zip(chosen, predicted, measured, strict=True)
@@ -351,6 +445,8 @@ def check_table(
     return {
         "space": space.name,
         "device": table.device_name,
+        "runtime": table.runtime,
+        "precision": table.precision,
         "archs": archs,
         "mape": sum(errors) / len(errors),
         "spearman": spearman(predicted, measured),

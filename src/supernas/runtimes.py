@@ -1,4 +1,9 @@
-"""int8 ONNX by static quantization, and ONNX models run in each installed runtime.
+"""ONNX graphs of modules, their static int8 quantization, and running them in a runtime.
+
+`onnx_graph` exports an eval-mode module as a deployment graph has it (BatchNorm folded into
+the convs, a dynamic batch axis); the model export (`supernas.export`) and the latency tables of
+ONNX runtimes (`supernas.cost.latency_build`) both go through it, and through `quantize_onnx`
+for int8, so a table's int8 entry is quantized exactly as the shipped int8 model is.
 
 `quantize_onnx` quantizes an exported fp32 ONNX model with ONNX Runtime's static quantization
 in QDQ format (a QuantizeLinear / DequantizeLinear pair around every quantized tensor, the form
@@ -12,19 +17,28 @@ way a deployment would; `runtimes()` names those installed. Both come with the `
 
 from __future__ import annotations
 
+import copy
+import importlib.metadata
+import io
+import logging
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from supernas.errors import ExportError
+from supernas.errors import ExportError, first_line
 
 RUNTIMES = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")
 EXTRA = "pip install 'supernas[deploy]'"
+ONNX_OPSET = 17  # HardSwish needs 14; 17 loads in every runtime released since 2022
 
 
 def runtimes() -> list[str]:
@@ -37,6 +51,95 @@ def runtimes() -> list[str]:
             continue
         found.append(name)
     return found
+
+
+def runtime_version(runtime: str) -> str:
+    """The installed version of ``runtime`` (``torch`` or one of `RUNTIMES`)."""
+    return importlib.metadata.version(runtime)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of the eval-mode ``model`` with every BatchNorm folded into the conv before it,
+    as a deployment graph has it: one op fewer per layer, and int8 weights quantized with the
+    BN scale already in them."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        norm = getattr(module, "bn", None)
+        if not isinstance(norm, nn.BatchNorm2d):
+            continue
+        convs = module.convs if hasattr(module, "convs") else {"": module.conv}
+        for name, conv in list(convs.items()):
+            fused = fuse_conv_bn_eval(conv, norm)
+            if name:
+                module.convs[name] = fused
+            else:
+                module.conv = fused
+        module.bn = nn.Identity()
+    return model
+
+
+def onnx_graph(model: nn.Module, example: Tensor) -> bytes:
+    """The serialized fp32 ONNX graph of the eval-mode ``model`` (BatchNorm folded), input
+    ``images`` and output ``logits`` with a dynamic batch axis.
+
+    Through the TorchScript-based exporter (``dynamo=False``): the torch.export-based one needs
+    ``onnxscript``, which supernas does not depend on.
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # the legacy exporter warns that it is legacy; a baked-in shape is caught by the checks
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(
+                fold_batchnorm(model),
+                (example,),
+                buffer,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        except Exception as error:  # an op without an ONNX symbolic, and the like
+            raise ExportError(f"ONNX export failed: {first_line(error)}") from error
+    return buffer.getvalue()
+
+
+def onnx_file(
+    model: nn.Module,
+    example: Tensor,
+    precision: str,
+    folder: Path,
+    calibration: Iterable[Tensor] | None = None,
+) -> Path:
+    """Writes ``model``'s ONNX graph into ``folder``: fp32, or int8 quantized as
+    `supernas.export` quantizes, its ranges calibrated on ``calibration`` (default:
+    ``example``; what an int8 graph runs does not depend on its ranges). Returns its path."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    path = folder / "fp32.onnx"
+    path.write_bytes(onnx_graph(model, example))
+    if precision == "fp32":
+        return path
+    quantized = folder / "int8.onnx"
+    logger = logging.getLogger()  # the quantizer warns there of biases beyond int32 and the like
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        quantize_onnx(path, quantized, [example] if calibration is None else calibration)
+    finally:
+        logger.setLevel(level)
+    return quantized
+
+
+def compile_module(
+    model: nn.Module, example: Tensor, runtime: str, precision: str, threads: int
+) -> OnnxRunner:
+    """``model`` loaded in ``runtime`` as a deployment runs it (see `onnx_file`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = onnx_file(model, example, precision, Path(tmp))
+        return OnnxRunner(path, runtime, threads)  # the runtimes read the file when loading
 
 
 def quantize_onnx(fp32: Path, out: Path, calibration: Iterable[Tensor]) -> None:
@@ -109,6 +212,11 @@ class OnnxRunner:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self._run(np.ascontiguousarray(images, dtype=np.float32)))
+
+    def bound(self, images: np.ndarray) -> Callable[[], object]:
+        """A call that runs the model on ``images`` (prepared once), for timing."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return lambda: self._run(images)
 
     def latency_ms(self, shape: tuple[int, ...], repeats: int = 50, warmup: int = 10) -> float:
         """Median milliseconds of one run on a batch of ``shape``."""
