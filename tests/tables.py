@@ -7,7 +7,7 @@ from supernas.cost.latency import LatencyTable
 from supernas.cost.latency_build import Timing, table_layers
 from supernas.space import BlockSpec, HeadSpec, SearchSpace, StemSpec
 
-FAST = Timing(batch_size=1, warmup=1, repeats=2, rounds=2)
+FAST = Timing(batch_size=1, warmup=1, repeats=2, rounds=2, spread_s=0)
 
 
 def tiny_space(name="tiny") -> SearchSpace:

@@ -889,7 +889,13 @@ def measure_latency(run_dir: Path, threads: int | None = None) -> dict[str, Any]
     deployment = Deployment.of(table, threads) if table else Deployment(threads=threads or 1)
     # One model: time it long enough (about 1 s at 2 ms) that a burst of other load spoils one
     # round, not the figure.
-    timing = Timing(batch_size=table.batch_size if table else 1, warmup=20, repeats=100, rounds=5)
+    timing = Timing(
+        batch_size=table.batch_size if table else 1,
+        warmup=20,
+        repeats=100,
+        rounds=5,
+        spread_s=table.spread_s if table else Timing.spread_s,
+    )
     shape = (space.in_channels, arch.resolution, arch.resolution)
     measured = measure_model(model, shape, deployment, timing)
     setting = (

@@ -186,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--batch-size", type=int, default=1)
     build.add_argument("--repeats", type=int, default=15, help="timed runs per entry (median)")
     build.add_argument("--rounds", type=int, default=3, help="interleaved passes (smallest median)")
+    build.add_argument(
+        "--spread",
+        type=float,
+        default=10.0,
+        help="seconds: passes go on at least this long, so that one is quiet (default 10)",
+    )
     build.add_argument("--out", type=Path, required=True, help="table JSON to write")
     measure = actions.add_parser(
         "measure", help="time a finished run's model as its latency table was measured"
@@ -340,7 +346,12 @@ def _latency(api, args) -> None:
             args.device,
             args.out,
             args.threads,
-            Timing(batch_size=args.batch_size, repeats=args.repeats, rounds=args.rounds),
+            Timing(
+                batch_size=args.batch_size,
+                repeats=args.repeats,
+                rounds=args.rounds,
+                spread_s=args.spread,
+            ),
             args.runtime,
             args.precision,
         )

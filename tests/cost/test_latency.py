@@ -104,7 +104,7 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
     tiny_space().to_yaml(space_file)
     out = tmp_path / "lut.json"
     build = ["latency", "build", "--space", str(space_file), "--threads", "1", "--repeats", "2"]
-    build += ["--rounds", "1"]
+    build += ["--rounds", "1", "--spread", "0"]
     assert main(["-q", *build, "--out", str(out)]) == 0
     assert "entries on cpu:" in capsys.readouterr().out
     check = ["latency", "check", "--lut", str(out), "--archs", "3", "--space", str(space_file)]

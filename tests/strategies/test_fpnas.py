@@ -422,7 +422,7 @@ def test_derivation_takes_the_most_probable_arch_within_the_budget():
 
 def test_a_latency_table_sets_the_hinge_and_the_derivation_budget(tmp_path):
     space = _tiny_space()
-    timing = Timing(batch_size=1, warmup=1, repeats=2, rounds=1)
+    timing = Timing(batch_size=1, warmup=1, repeats=2, rounds=1, spread_s=0)
     table = build_table(space, Deployment(threads=1), timing=timing)
     table.save(tmp_path / "lut.json")
     grid = [

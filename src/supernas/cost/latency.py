@@ -120,6 +120,7 @@ class LatencyTable:
     warmup: int  # untimed runs before timing each entry
     repeats: int  # timed runs per pass; a pass's value is their median
     rounds: int  # interleaved passes over all entries; an entry is its smallest pass median
+    spread_s: float = 0.0  # passes went on at least this long (0 in older tables)
     allocator: str = "default"  # how CPU memory was allocated (see `latency_build`)
     runtime: str = "torch"  # "torch" (eager), "onnxruntime" or "openvino"
     precision: str = "fp32"  # "fp32" or "int8" (static QDQ, as `supernas export` quantizes)

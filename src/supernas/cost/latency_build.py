@@ -65,7 +65,8 @@ class Timing:
     batch_size: int = 1
     warmup: int = 5
     repeats: int = 15
-    rounds: int = 3  # interleaved passes; a value is the smallest of its per-pass medians
+    rounds: int = 3  # interleaved passes at least; a value is the smallest per-pass median
+    spread_s: float = 10.0  # and passes until this long has passed (see `_interleaved`)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "repeats", "rounds"):
@@ -73,6 +74,8 @@ class Timing:
                 raise ConfigError(f"latency timing: {name} must be at least 1")
         if self.warmup < 0:
             raise ConfigError("latency timing: warmup must be at least 0")
+        if not self.spread_s >= 0:
+            raise ConfigError("latency timing: spread must be at least 0 seconds")
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
@@ -261,7 +264,7 @@ def _head_factory(space: SearchSpace, channels: int, hidden: int):
     )
 
 
-CHUNK = 64  # layers loaded at once: an ONNX session each, so not all of a space's at once
+CHUNK = 256  # layers loaded at once: an ONNX session each (about 2.5 MiB), not all at once
 FLOOR_MS = 1e-4  # an entry's least value once the call cost is taken off (entries are > 0)
 
 
@@ -300,11 +303,14 @@ def _interleaved(
     progress: bool,
 ) -> list[float]:
     """Each module's median time (ms) on a random batch of its input shape, the smallest over
-    ``timing.rounds`` interleaved passes.
+    interleaved passes: at least ``timing.rounds``, and as many as fit in ``timing.spread_s``.
 
     Passes go over the modules in turn, so a burst of load from other processes on a shared
-    machine spoils one pass of a few runs rather than every repeat of one; they go `CHUNK`
-    modules at a time, so that a space's thousand layers are never loaded at once.
+    machine spoils one pass of a few runs rather than every repeat of one. On a shared
+    machine such bursts last seconds (one 0.2 ms network's per-second median ranged over
+    0.19-0.26 ms in a minute here), longer than a pass over small layers takes, so passes go
+    on until ``timing.spread_s`` has passed and the smallest median is one of a quiet moment.
+    They go `CHUNK` modules at a time, so that a space's thousand layers are never all loaded.
     """
     keep_freed_memory()
     times: list[float] = []
@@ -315,7 +321,9 @@ def _interleaved(
                 deployment.compile(build(), torch.randn(timing.batch_size, *shape))
                 for build, shape in builds[start : start + CHUNK]
             ]
-            passes = [[median_ms(run, timing) for run in runs] for _ in range(timing.rounds)]
+            passes, begun = [], time.perf_counter()
+            while len(passes) < timing.rounds or time.perf_counter() - begun < timing.spread_s:
+                passes.append([median_ms(run, timing) for run in runs])
             times += [min(t) for t in zip(*passes, strict=True)]
             bar.update(len(runs))
     bar.close()
@@ -381,6 +389,7 @@ def build_table(
         warmup=timing.warmup,
         repeats=timing.repeats,
         rounds=timing.rounds,
+        spread_s=timing.spread_s,
         allocator=keep_freed_memory(),
         runtime=deployment.runtime,
         precision=deployment.precision,
@@ -433,7 +442,7 @@ def check_table(
         raise ConfigError("latency check needs at least 2 archs")
     deployment = Deployment.of(table)
     table.check(space, deployment.device)
-    timing = Timing(table.batch_size, table.warmup, table.repeats, table.rounds)
+    timing = Timing(table.batch_size, table.warmup, table.repeats, table.rounds, table.spread_s)
     chosen = _random_archs(space, archs, seed)
     predicted = [table.predict(space, arch) for arch in chosen]
     measured = measure_archs(space, chosen, deployment, timing, progress)
