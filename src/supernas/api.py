@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from supernas.config import from_dict, load_yaml
 from supernas.cost.budget import Budget
-from supernas.cost.latency import LatencyTable, device_name
+from supernas.cost.latency import LatencyTable, check_path, device_name
 from supernas.cost.latency_build import (
     Deployment,
     Timing,
@@ -48,7 +48,7 @@ from supernas.export import export_model
 from supernas.nn import Supernet, build_model
 from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
 from supernas.recipe import RunConfig, search_schedule
-from supernas.report import plot_cost_accuracy, write_report
+from supernas.report import plot_cost_accuracy, plot_latency_check, write_report
 from supernas.rng import derive_seed
 from supernas.rundir import ARCH, CHECKPOINT, RunDir, check_fresh, create_run_dir, exclusive
 from supernas.runtimes import int8_report
@@ -746,7 +746,9 @@ def report(run_dir: Path) -> Path:
     candidates_path = files.candidates
     candidates = _read_json(candidates_path, [])
     selection = _read_json(files.selection, {}).get("chosen", [])
-    return write_report(run_dir, summary, rows, candidates, selection)
+    lut = cfg.search.budget.lut if cfg.search.budget.metric == "latency" else None
+    latency_check = _read_json(check_path(lut), None) if lut else None
+    return write_report(run_dir, summary, rows, candidates, selection, latency_check)
 
 
 def select(
@@ -836,10 +838,16 @@ def check_latency_table(
     precision: str | None = None,
 ) -> dict[str, Any]:
     """Predicted against measured latency of ``archs`` random archs of the table's space, in
-    the table's runtime and precision (refused if ``runtime`` or ``precision`` differ)."""
+    the table's runtime and precision (refused if ``runtime`` or ``precision`` differ); the
+    result and its plot go beside the table (`supernas.cost.latency.check_path`), whence the
+    report of a run that searched against the table takes them."""
     table = LatencyTable.load(lut)
     table.check_runtime(runtime, precision)
-    return check_table(table, get_space(space or table.space), archs, progress=True)
+    result = check_table(table, get_space(space or table.space), archs, progress=True)
+    path = check_path(lut)
+    atomic_write_text(path, json.dumps(result, indent=1))
+    plot_latency_check(result, path.with_suffix(".png"))
+    return result
 
 
 def predict(source: Path, images: list[Path]) -> list[Prediction]:

@@ -109,18 +109,44 @@ def plot_cost_accuracy(
     return Path(path)
 
 
+def plot_latency_check(check: dict[str, Any], path: Path) -> Path:
+    """Predicted against measured latency of a table's check (`supernas latency check`), with
+    the diagonal and the +-10% band."""
+    figure = Figure(figsize=(5, 5))
+    axis = figure.add_subplot()
+    predicted = [row["predicted_ms"] for row in check["rows"]]
+    measured = [row["measured_ms"] for row in check["rows"]]
+    axis.scatter(measured, predicted, s=16)
+    ends = [0.9 * min(predicted + measured), 1.1 * max(predicted + measured)]
+    axis.plot(ends, ends, color="black", linewidth=1)
+    axis.fill_between(ends, [0.9 * e for e in ends], [1.1 * e for e in ends], alpha=0.15)
+    axis.set_xlabel("measured (ms)")
+    axis.set_ylabel("predicted (ms)")
+    axis.set_title(
+        f"{check['space']}, {check['runtime']} {check['precision']}: MAPE "
+        f"{100 * check['mape']:.1f}%, {100 * check['within_10pct']:.0f}% within 10%, "
+        f"Spearman {check['spearman']:.3f}",
+        fontsize=8,
+    )
+    axis.grid(alpha=0.3)
+    _save(figure, Path(path))
+    return Path(path)
+
+
 def write_report(
     run_dir: Path,
     summary: dict[str, Any],
     arch_rows: Sequence[dict[str, Any]] | None = None,
     candidates: Sequence[dict[str, Any]] | None = None,
     selection: Sequence[dict[str, Any]] | None = None,
+    latency_check: dict[str, Any] | None = None,
 ) -> Path:
     """Writes ``run_dir/report.md`` and its PNGs under ``run_dir/plots/``; returns the report.
 
     ``summary`` is a flat table of the run (space, strategy, arch, MACs, top-1, exported
     files...), ``arch_rows`` one dict per block, ``candidates`` the points of the search plot,
-    ``selection`` the children that ``supernas select`` chose.
+    ``selection`` the children that ``supernas select`` chose, ``latency_check`` the check of
+    the latency table the search used (`supernas latency check`), where it has one.
     Curves come from the ``metrics.jsonl`` of the run folder and of its ``search/`` and
     ``train/`` phases.
     """
@@ -144,6 +170,11 @@ def write_report(
         keep = ("budget", "metric", "arch", "arch_top1", "test_top1", "macs", "params")
         keep += ("latency_ms",)
         lines += _table([{k: c[k] for k in keep if k in c} for c in selection], run_dir)
+    if latency_check:
+        path = plot_latency_check(latency_check, RunDir(run_dir).latency_check_plot)
+        keep = ("runtime", "precision", "device", "archs", "mape", "within_10pct", "spearman")
+        lines += ["", "## Latency table check", "", _image("latency check", path, run_dir), ""]
+        lines += _table([{k: latency_check[k] for k in keep}], run_dir)
     lines += ["", "## Curves", "", *_curves(run_dir)]
     path = RunDir(run_dir).report
     atomic_write_text(path, "\n".join(lines) + "\n")

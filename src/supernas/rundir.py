@@ -151,3 +151,7 @@ class RunDir:
     @property
     def selection_plot(self) -> Path:
         return self.select / "accuracy_vs_macs.png"
+
+    @property
+    def latency_check_plot(self) -> Path:
+        return self.root / "plots" / "latency_check.png"

@@ -110,6 +110,9 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
     check = ["latency", "check", "--lut", str(out), "--archs", "3", "--space", str(space_file)]
     assert main(["-q", *check]) == 0
     assert "MAPE" in capsys.readouterr().out
+    written = json.loads((tmp_path / "lut.check.json").read_text())
+    assert written["archs"] == 3 and len(written["rows"]) == 3
+    assert (tmp_path / "lut.check.png").stat().st_size > 0
     assert main(["-q", "latency", "check", "--lut", str(out), "--space", "fmnist_small"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("supernas: error: latency table was measured for space tiny")

@@ -74,6 +74,13 @@ def net_keys(net: NetPlan) -> list[str]:
     return [stem_key(net), *blocks, head_key(net)]
 
 
+def check_path(lut: str | Path) -> Path:
+    """Where `supernas latency check` writes its result beside the table ``lut``: ``X.json``
+    gets ``X.check.json``, and its plot ``X.check.png``."""
+    lut = Path(lut)
+    return lut.with_name(f"{lut.stem}.check.json")
+
+
 def describe_latency_range(
     space: SearchSpace, table: LatencyTable, draws: int = 1000, seed: int = 0
 ) -> str:
