@@ -106,16 +106,10 @@ def onnx_graph(model: nn.Module, example: Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def onnx_file(
-    model: nn.Module,
-    example: Tensor,
-    precision: str,
-    folder: Path,
-    calibration: Iterable[Tensor] | None = None,
-) -> Path:
+def onnx_file(model: nn.Module, example: Tensor, precision: str, folder: Path) -> Path:
     """Writes ``model``'s ONNX graph into ``folder``: fp32, or int8 quantized as
-    `supernas.export` quantizes, its ranges calibrated on ``calibration`` (default:
-    ``example``; what an int8 graph runs does not depend on its ranges). Returns its path."""
+    `supernas.export` quantizes, its ranges calibrated on ``example`` (the ops of an int8 graph,
+    and so its latency, do not depend on its ranges). Returns its path."""
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     path = folder / "fp32.onnx"
@@ -127,7 +121,7 @@ def onnx_file(
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        quantize_onnx(path, quantized, [example] if calibration is None else calibration)
+        quantize_onnx(path, quantized, [example])
     finally:
         logger.setLevel(level)
     return quantized
