@@ -171,3 +171,16 @@ def test_older_tables_read_as_torch_fp32(int8_table, tmp_path):
     (tmp_path / "lut.json").write_text(json.dumps(data))
     table = LatencyTable.load(tmp_path / "lut.json")
     assert (table.runtime, table.precision) == ("torch", "fp32")
+
+
+def test_cli_refuses_a_table_from_another_device_in_one_line(int8_table, tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    dataclasses.replace(int8_table, device_name="cpu:another model").save(lut)
+    space_file = tmp_path / "tiny.yaml"
+    tiny_space().to_yaml(space_file)
+    check = ["latency", "check", "--lut", str(lut), "--space", str(space_file), "--archs", "2"]
+    assert main(["-q", *check]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("supernas: error: latency table was measured on cpu:another model")
+    assert err.count("\n") == 1
+    assert not lut.with_name("lut.check.json").exists()
