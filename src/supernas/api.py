@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from supernas.config import from_dict, load_yaml
 from supernas.cost.budget import Budget
-from supernas.cost.latency import LatencyTable, check_path, device_name
+from supernas.cost.latency import LatencyTable, check_path, check_plot_path, device_name
 from supernas.cost.latency_build import (
     Deployment,
     Timing,
@@ -844,9 +844,8 @@ def check_latency_table(
     table = LatencyTable.load(lut)
     table.check_runtime(runtime, precision)
     result = check_table(table, get_space(space or table.space), archs, progress=True)
-    path = check_path(lut)
-    atomic_write_text(path, json.dumps(result, indent=1))
-    plot_latency_check(result, path.with_suffix(".png"))
+    atomic_write_text(check_path(lut), json.dumps(result, indent=1))
+    plot_latency_check(result, check_plot_path(lut))
     return result
 
 
@@ -897,12 +896,8 @@ def measure_latency(run_dir: Path, threads: int | None = None) -> dict[str, Any]
     deployment = Deployment.of(table, threads) if table else Deployment(threads=threads or 1)
     # One model: time it long enough (about 1 s at 2 ms) that a burst of other load spoils one
     # round, not the figure.
-    timing = Timing(
-        batch_size=table.batch_size if table else 1,
-        warmup=20,
-        repeats=100,
-        rounds=5,
-        spread_s=table.spread_s if table else Timing.spread_s,
+    timing = dataclasses.replace(
+        Timing.of(table) if table else Timing(), warmup=20, repeats=100, rounds=5
     )
     shape = (space.in_channels, arch.resolution, arch.resolution)
     measured = measure_model(model, shape, deployment, timing)

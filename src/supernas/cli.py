@@ -338,7 +338,7 @@ def _select(api, args) -> None:
 
 
 def _latency(api, args) -> None:
-    from supernas.cost.latency import check_path
+    from supernas.cost.latency import check_plot_path
     from supernas.cost.latency_build import Timing
 
     if args.action == "build":
@@ -370,7 +370,7 @@ def _latency(api, args) -> None:
         f"{result['precision']}: MAPE {100 * result['mape']:.2f}%, "
         f"Spearman {result['spearman']:.3f}, {100 * result['within_10pct']:.0f}% within 10%"
     )
-    print(f"plot:      {check_path(args.lut).with_suffix('.png')}")
+    print(f"plot:      {check_plot_path(args.lut)}")
 
 
 def _dispatch(args) -> None:

@@ -36,6 +36,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from supernas.errors import ExportError, first_line
 
 RUNTIMES = ("onnxruntime", "openvino")
+TIMED_RUNTIMES = ("torch", *RUNTIMES)  # what a latency table can be measured in
 PRECISIONS = ("fp32", "int8")
 EXTRA = "pip install 'supernas[deploy]'"
 ONNX_OPSET = 17  # HardSwish needs 14; 17 loads in every runtime released since 2022

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from supernas.errors import ConfigError
-from supernas.runtimes import PRECISIONS, RUNTIMES
+from supernas.runtimes import PRECISIONS, TIMED_RUNTIMES
 from supernas.space.arch import Arch
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.plan import BlockPlan, NetPlan, plan
@@ -76,9 +76,14 @@ def net_keys(net: NetPlan) -> list[str]:
 
 def check_path(lut: str | Path) -> Path:
     """Where `supernas latency check` writes its result beside the table ``lut``: ``X.json``
-    gets ``X.check.json``, and its plot ``X.check.png``."""
+    gets ``X.check.json``."""
     lut = Path(lut)
     return lut.with_name(f"{lut.stem}.check.json")
+
+
+def check_plot_path(lut: str | Path) -> Path:
+    """The plot of `check_path`'s result: ``X.check.png``."""
+    return check_path(lut).with_suffix(".png")
 
 
 def describe_latency_range(
@@ -223,7 +228,7 @@ class LatencyTable:
             raise ConfigError(f"{where}: overhead_ms is {overhead!r}, not a number")
         if not math.isfinite(overhead):
             raise ConfigError(f"{where}: overhead_ms is {overhead}, not finite")
-        if self.runtime not in ("torch", *RUNTIMES) or self.precision not in PRECISIONS:
+        if self.runtime not in TIMED_RUNTIMES or self.precision not in PRECISIONS:
             raise ConfigError(f"{where}: runtime {self.runtime!r} {self.precision!r} is unknown")
         for name in ("batch_size", "threads", "repeats", "rounds"):
             value = getattr(self, name)

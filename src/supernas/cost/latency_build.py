@@ -51,7 +51,14 @@ from supernas.errors import ConfigError
 from supernas.nn.blocks import Head, Stem
 from supernas.nn.standalone import build_block, build_model
 from supernas.rng import derive_seed
-from supernas.runtimes import EXTRA, PRECISIONS, RUNTIMES, compile_module, runtime_version, runtimes
+from supernas.runtimes import (
+    EXTRA,
+    PRECISIONS,
+    TIMED_RUNTIMES,
+    compile_module,
+    runtime_version,
+    runtimes,
+)
 from supernas.space.arch import BlockArch
 from supernas.space.choices import sample, smallest
 from supernas.space.plan import NetPlan, block_plan, conv_out_size, plan
@@ -76,6 +83,11 @@ class Timing:
             raise ConfigError("latency timing: warmup must be at least 0")
         if not self.spread_s >= 0:
             raise ConfigError("latency timing: spread must be at least 0 seconds")
+
+    @classmethod
+    def of(cls, table: LatencyTable) -> Timing:
+        """How ``table``'s entries were timed."""
+        return cls(table.batch_size, table.warmup, table.repeats, table.rounds, table.spread_s)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
@@ -128,14 +140,14 @@ class _Called(nn.Module):
 class Deployment:
     """Where layers and networks are timed: a runtime, a precision, a device and threads."""
 
-    runtime: str = "torch"  # "torch" (eager) or one of `supernas.runtimes.RUNTIMES`
+    runtime: str = "torch"  # one of `supernas.runtimes.TIMED_RUNTIMES`
     precision: str = "fp32"
     device: torch.device = torch.device("cpu")
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("torch", *RUNTIMES):
-            choices = ", ".join(("torch", *RUNTIMES))
+        if self.runtime not in TIMED_RUNTIMES:
+            choices = ", ".join(TIMED_RUNTIMES)
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose from {choices}")
         if self.precision not in PRECISIONS:
             choices = ", ".join(PRECISIONS)
@@ -157,9 +169,9 @@ class Deployment:
 
     @property
     def provider(self) -> str:
-        return {"torch": self.device.type, "onnxruntime": "CPUExecutionProvider"}.get(
-            self.runtime, "CPU"
-        )
+        """The execution provider (ONNX Runtime), device plugin (OpenVINO) or torch device."""
+        providers = {"onnxruntime": "CPUExecutionProvider", "openvino": "CPU"}
+        return providers.get(self.runtime, self.device.type)
 
     def compile(self, module: nn.Module, x: Tensor) -> Callable[[], object]:
         """A call that runs the eval-mode ``module`` on ``x`` in this deployment."""
@@ -442,7 +454,7 @@ def check_table(
         raise ConfigError("latency check needs at least 2 archs")
     deployment = Deployment.of(table)
     table.check(space, deployment.device)
-    timing = Timing(table.batch_size, table.warmup, table.repeats, table.rounds, table.spread_s)
+    timing = Timing.of(table)
     chosen = _random_archs(space, archs, seed)
     predicted = [table.predict(space, arch) for arch in chosen]
     measured = measure_archs(space, chosen, deployment, timing, progress)
