@@ -22,28 +22,15 @@ from pathlib import Path
 
 import torch
 from _common import hardware, run_kind
-from proxyless_search import _search, in_fresh_process
+from proxyless_search import _search, build_lut, in_fresh_process, measure
 
 from supernas.cost.latency import LatencyTable
-from supernas.cost.latency_build import Deployment, Timing, build_table, measure_archs
+from supernas.cost.latency_build import Timing
 from supernas.cost.macs import arch_cost
 from supernas.space import get_space, sample
-from supernas.space.arch import arch_from_string
 
 SETTINGS = {"torch fp32": ("torch", "fp32"), "onnxruntime int8": ("onnxruntime", "int8")}
 TIMING = Timing(batch_size=1, warmup=10, repeats=25, rounds=5)
-
-
-def _build(path: Path, runtime: str, precision: str) -> None:
-    space = get_space("fmnist_small")
-    build_table(space, Deployment(runtime, precision, threads=1), TIMING).save(path)
-
-
-def _measure(texts: list[str], runtime: str, precision: str) -> list[float]:
-    torch.set_num_threads(1)
-    space = get_space("fmnist_small")
-    archs = [arch_from_string(space, text) for text in texts]
-    return measure_archs(space, archs, Deployment(runtime, precision, threads=1), TIMING)
 
 
 def quantile_target(table: LatencyTable, quantile: float, draws: int = 1000) -> float:
@@ -74,7 +61,7 @@ def main() -> None:
     for name, (runtime, precision) in SETTINGS.items():
         path = folder / f"fmnist_small-{runtime}-{precision}.json"
         if not path.is_file():
-            in_fresh_process(_build, path, runtime, precision)
+            in_fresh_process(build_lut, path, TIMING, runtime, precision)
         tables[name] = (path, LatencyTable.load(path))
     common = (
         f"{{mode: two_path, arch_every: 1, arch_lr: {args.arch_lr}, warmup_epochs: 1, "
@@ -101,7 +88,7 @@ def main() -> None:
         print(json.dumps(results[-1]), flush=True)
     archs = [r["arch"] for r in results]
     for name, (runtime, precision) in SETTINGS.items():
-        measured = in_fresh_process(_measure, archs, runtime, precision)
+        measured = in_fresh_process(measure, archs, TIMING, runtime, precision)
         for record, ms in zip(results, measured, strict=True):
             record.setdefault("measured_ms", {})[name] = round(ms, 4)
     print(

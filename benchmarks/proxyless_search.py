@@ -68,15 +68,20 @@ def _search(args: argparse.Namespace, options: str, budget: str) -> tuple:
         return arch, time.perf_counter() - start
 
 
-def _build(path: Path, timing: Timing) -> None:
-    build_table(get_space("fmnist_small"), Deployment(threads=1), timing).save(path)
+def build_lut(path: Path, timing: Timing, runtime: str = "torch", precision: str = "fp32") -> None:
+    """A latency table of ``fmnist_small`` on one thread, written to ``path``."""
+    deployment = Deployment(runtime, precision, threads=1)
+    build_table(get_space("fmnist_small"), deployment, timing).save(path)
 
 
-def _measure(texts: list[str], timing: Timing) -> list[float]:
+def measure(
+    texts: list[str], timing: Timing, runtime: str = "torch", precision: str = "fp32"
+) -> list[float]:
+    """End-to-end latency (ms) of ``fmnist_small`` archs on one thread."""
     torch.set_num_threads(1)
     space = get_space("fmnist_small")
     archs = [arch_from_string(space, text) for text in texts]
-    return measure_archs(space, archs, Deployment(threads=1), timing)
+    return measure_archs(space, archs, Deployment(runtime, precision, threads=1), timing)
 
 
 def in_fresh_process(function: Callable[..., T], *args: object) -> T:
@@ -117,7 +122,7 @@ def main() -> None:
     timing = Timing(batch_size=1, warmup=10, repeats=25, rounds=5)
     if args.lut is None:
         args.lut = Path(tempfile.mkdtemp()) / "lut.json"
-        in_fresh_process(_build, args.lut, timing)
+        in_fresh_process(build_lut, args.lut, timing)
     table = LatencyTable.load(args.lut)
     common = (
         f"mode: two_path, arch_every: 1, arch_lr: {args.arch_lr}, warmup_epochs: 1, "
@@ -142,7 +147,7 @@ def main() -> None:
         )
         print(json.dumps(results[-1]))
     # Every arch measured in the same interleaved passes, after the searches (a quiet CPU).
-    measured = in_fresh_process(_measure, [r["arch"] for r in results], timing)
+    measured = in_fresh_process(measure, [r["arch"] for r in results], timing)
     for record, ms in zip(results, measured, strict=True):
         record["measured_ms"] = round(ms, 4)
     latency = [r for r in results if r["cost"] == "latency"]
