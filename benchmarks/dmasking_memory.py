@@ -21,8 +21,11 @@ next to the ``sum (r/R)^2`` that its extra passes predict. ``search_step_over_pl
 a whole search step (weight step and arch step) by a plain step of the biggest child on the
 small space the peer comparison uses (stem 16; three MBConv blocks of strides 2, 2, 1 with
 kernels {3, 5, 7}, expansions {1, 3, 6} and widths {8, 16, 32}; batch 64 at 28 px, 8 with
-``--quick``; our head adds a 1x1 conv to 64 channels): two passes are its floor, the goal
-at most 2.2x.
+``--quick``; our head adds a 1x1 conv to 64 channels), both in channels-last (the library's
+CPU default): two passes are its floor, the goal at most 2.2x.
+``search_step_one_kernel_over_plain`` is the same with kernel 7 alone, which separates the
+cost of FBNet's block-type mixture (every kernel's depthwise conv, BN and project run and
+their outputs are summed) from that of masking.
 
 Memory: this CPU has no allocator counter, so the figure is the bytes of tensors saved for
 backward during the step (`torch.autograd.graph.saved_tensors_hooks`, distinct storages,
@@ -83,11 +86,10 @@ def space_with(count: int, resolutions: tuple[int, ...] = (28,)) -> SearchSpace:
     )
 
 
-def peer_space() -> SearchSpace:
+def peer_space(kernels: tuple[int, ...] = (3, 5, 7)) -> SearchSpace:
     """The 3-block space of the peer comparison (see the module docstring)."""
     blocks = tuple(
-        BlockSpec(i, stride, (8, 16, 32), (1, 3, 6), (3, 5, 7))
-        for i, stride in enumerate((2, 2, 1))
+        BlockSpec(i, stride, (8, 16, 32), (1, 3, 6), kernels) for i, stride in enumerate((2, 2, 1))
     )
     return SearchSpace(
         name="peer3",
@@ -113,9 +115,13 @@ def batches(batch_size: int):
 # -- masking: the real strategy ----------------------------------------------------------
 
 
-def masking_strategy(space: SearchSpace, batch_size: int) -> DMaskingNAS:
+def masking_strategy(
+    space: SearchSpace, batch_size: int, channels_last: bool = False
+) -> DMaskingNAS:
     torch.manual_seed(0)
     net = Supernet(space).train()
+    if channels_last:
+        net.use_channels_last()
     stream = batches(batch_size)
     # Midway between the smallest and the biggest child: a cost term that pulls both ways.
     target = (arch_cost(space, smallest(space)).macs + arch_cost(space, biggest(space)).macs) / 2
@@ -240,14 +246,16 @@ def naive_phases(net: NaiveSupernet, count: int, batch_size: int) -> list[Callab
 # -- plain: the biggest child alone --------------------------------------------------------
 
 
-def plain_phases(space: SearchSpace) -> list[Callable]:
+def plain_phases(space: SearchSpace, channels_last: bool = False) -> list[Callable]:
     torch.manual_seed(0)
     model = build_model(space, biggest(space)).train()
+    form = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=form)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step(batch) -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(batch[0]), batch[1]).backward()
+        F.cross_entropy(model(batch[0].contiguous(memory_format=form)), batch[1]).backward()
         optimizer.step()
 
     return [step]
@@ -298,9 +306,11 @@ def main() -> None:
     mib |= {f"naive{n}": peak_mib(net, runs[f"naive{n}"], batch) for n, net in naive.items()}
     seconds = median_times(runs, batch, repeats)
     peer_batch = next(batches(8 if args.quick else 64))
+    size = len(peer_batch[0])
     peer = {
-        "search_step": masking_phases(masking_strategy(peer_space(), len(peer_batch[0]))),
-        "plain": plain_phases(peer_space()),
+        "search_step": masking_phases(masking_strategy(peer_space(), size, True)),
+        "search_step_one_kernel": masking_phases(masking_strategy(peer_space((7,)), size, True)),
+        "plain": plain_phases(peer_space(), channels_last=True),
     }
     peer_seconds = median_times(peer, peer_batch, repeats)
 
@@ -315,6 +325,9 @@ def main() -> None:
     result["masking_step_over_plain"] = round(seconds["masked_weight_step"] / seconds["plain"], 3)
     result["search_step_over_plain"] = round(peer_seconds["search_step"] / peer_seconds["plain"], 3)
     result["search_step_s"] = round(peer_seconds["search_step"], 4)
+    result["search_step_one_kernel_over_plain"] = round(
+        peer_seconds["search_step_one_kernel"] / peer_seconds["plain"], 3
+    )
     result["resolution_options"] = list(RESOLUTIONS)
     result["resolution_time_factor"] = round(seconds["resolutions"] / seconds["masking1"], 3)
     result["resolution_expected_factor"] = round(sum((r / 28) ** 2 for r in RESOLUTIONS), 3)

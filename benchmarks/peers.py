@@ -8,7 +8,8 @@ Each framework builds it with its own modules:
 - **supernas**: the DMaskingNAS search step (one weight step, one arch step on another
   batch), the BigNAS sandwich (biggest, 2 random, smallest; in-place distillation; one
   optimizer step), and a plain training step of the biggest child as a standalone model, all
-  with the library's CPU defaults (channels-last).
+  with the library's CPU defaults (channels-last); the sandwich and the plain step in NCHW too,
+  the format the peers run in.
 - **NNI 3.0**: its ``InvertedResidual`` / ``ConvBNReLU`` with value choices, turned into a
   differentiable supernet by ``GumbelDARTS().mutate_model`` (NNI's masked mixed operations,
   FBNetV2's technique for value choices), and DARTS's step as NNI runs it: an arch step
@@ -68,11 +69,26 @@ def ours(batch_size: int) -> dict[str, Step]:
     space = peer_space()
     stream = batches(batch_size)
     batch, arch_batch = next(stream), next(stream)
-    dmasking = masking_strategy(space, batch_size)
-    dmasking.supernet.use_channels_last()
+    dmasking = masking_strategy(space, batch_size, channels_last=True)
 
+    def search_step() -> None:
+        dmasking.weight_step(batch)
+        dmasking.arch_step(arch_batch)
+
+    return {
+        "dmasking_search": search_step,
+        "bignas_sandwich": sandwich_step(space, batch, True),
+        "bignas_sandwich_nchw": sandwich_step(space, batch, False),
+        "plain_channels_last": plain_step(build_model(space, biggest(space)), batch, True),
+        "plain": plain_step(build_model(space, biggest(space)), batch, False),
+    }
+
+
+def sandwich_step(space, batch, cl: bool) -> Step:
     torch.manual_seed(0)
-    supernet = Supernet(space).use_channels_last()
+    supernet = Supernet(space)
+    if cl:
+        supernet.use_channels_last()
     context = SearchContext(
         budget=Budget.of(space),
         model=supernet,
@@ -82,20 +98,11 @@ def ours(batch_size: int) -> dict[str, Step]:
     )
     bignas = BigNAS(supernet, BigNAS.Config(), context)
 
-    def search_step() -> None:
-        dmasking.weight_step(batch)
-        dmasking.arch_step(arch_batch)
-
-    def sandwich_step() -> None:
+    def step() -> None:
         supernet.train()
         bignas.step(batch, 0)
 
-    return {
-        "dmasking_search": search_step,
-        "bignas_sandwich": sandwich_step,
-        "plain_channels_last": plain_step(build_model(space, biggest(space)), batch, True),
-        "plain": plain_step(build_model(space, biggest(space)), batch, False),
-    }
+    return step
 
 
 def plain_step(model: nn.Module, batch, cl: bool) -> Step:
@@ -275,6 +282,8 @@ def main() -> None:
     ratio = {
         "dmasking_over_nni": seconds["supernas_dmasking_search"] / seconds["nni_dmasking_search"],
         "sandwich_over_ofa": seconds["supernas_bignas_sandwich"] / seconds["ofa_bignas_sandwich"],
+        "sandwich_nchw_over_ofa": seconds["supernas_bignas_sandwich_nchw"]
+        / seconds["ofa_bignas_sandwich"],
         "plain_over_nni": seconds["supernas_plain"] / seconds["nni_plain"],
         "plain_over_ofa": seconds["supernas_plain"] / seconds["ofa_plain"],
         "plain_channels_last_over_nni": seconds["supernas_plain_channels_last"]

@@ -7,7 +7,10 @@ installed), builds a latency table here (batch 1, one thread: every layer alone 
 own session, warm-up then the median of repeats, plus the fitted per-network overhead), then
 measures ``--archs`` random archs exported end to end in the same runtime and precision, and
 reports the mean absolute percentage error (a fraction), the fraction within +-10% and the
-Spearman rank correlation of predicted against measured latency. Goal: ``within_10pct`` >= 0.95
+Spearman rank correlation of predicted against measured latency. The check measures the
+archs twice: ``repeat_mape`` and ``repeat_within_10pct`` compare the two measurements, the
+floor that no table can be judged below on this machine (on a shared host the same network's
+latency moves between minutes). Goal: ``within_10pct`` >= 0.95
 and Spearman >= 0.95 for every row (floor: MAPE <= 0.10, Spearman >= 0.9). ``--quick`` runs the
 same comparison with fewer repeats and archs. Prints one JSON line per row, one JSON line last.
 """
@@ -53,12 +56,17 @@ def main() -> None:
     parser.add_argument("--archs", type=int, help="random archs checked per row")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="folder to keep the tables and checks in")
+    parser.add_argument(
+        "--spaces", nargs="+", choices=("fmnist_small", "proxyless_mobile"), help="default: both"
+    )
     args = parser.parse_args()
     archs = args.archs or (20 if args.quick else 40)
     timing = Timing(1, warmup=3, repeats=7, rounds=3) if args.quick else Timing(1, 5, 15, 3)
     installed = [d for d in DEPLOYMENTS if d[0] == "torch" or d[0] in runtimes()]
     results = []
     for space in _spaces(args.quick):
+        if args.spaces and space.name not in args.spaces:
+            continue
         for runtime, precision in installed:
             start = time.perf_counter()
             deployment = Deployment(runtime, precision, threads=args.threads)
@@ -80,6 +88,8 @@ def main() -> None:
                     "mape": round(check["mape"], 4),
                     "within_10pct": round(check["within_10pct"], 3),
                     "spearman": round(check["spearman"], 4),
+                    "repeat_mape": round(check["repeat_mape"], 4),
+                    "repeat_within_10pct": round(check["repeat_within_10pct"], 3),
                     "median_measured_ms": round(
                         sorted(r["measured_ms"] for r in check["rows"])[archs // 2], 4
                     ),

@@ -370,6 +370,16 @@ def _latency(api, args) -> None:
         f"{result['precision']}: MAPE {100 * result['mape']:.2f}%, "
         f"Spearman {result['spearman']:.3f}, {100 * result['within_10pct']:.0f}% within 10%"
     )
+    print(
+        f"repeat:    the same archs measured again differ by {100 * result['repeat_mape']:.2f}% "
+        f"(MAPE), {100 * result['repeat_within_10pct']:.0f}% within 10%"
+    )
+    if result["repeat_within_10pct"] < 0.95:
+        print(
+            "warning:   this machine's own latency moves by more than 10% between measurements "
+            "of one network, so no table can be judged finer than that here; check on a quiet "
+            "machine (no other load, fixed clock)"
+        )
     print(f"plot:      {check_plot_path(args.lut)}")
 
 

@@ -173,8 +173,9 @@ def write_report(
     if latency_check:
         path = plot_latency_check(latency_check, RunDir(run_dir).latency_check_plot)
         keep = ("runtime", "precision", "device", "archs", "mape", "within_10pct", "spearman")
+        keep += ("repeat_mape", "repeat_within_10pct")
         lines += ["", "## Latency table check", "", _image("latency check", path, run_dir), ""]
-        lines += _table([{k: latency_check[k] for k in keep}], run_dir)
+        lines += _table([{k: latency_check[k] for k in keep if k in latency_check}], run_dir)
     lines += ["", "## Curves", "", *_curves(run_dir)]
     path = RunDir(run_dir).report
     atomic_write_text(path, "\n".join(lines) + "\n")

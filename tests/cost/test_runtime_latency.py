@@ -64,6 +64,10 @@ def test_a_table_checks_in_its_own_runtime(int8_table):
     result = check_table(int8_table, tiny_space(), archs=3)
     assert (result["runtime"], result["precision"]) == ("onnxruntime", "int8")
     assert all(row["measured_ms"] > 0 for row in result["rows"])
+    # The second measurement of the same archs, and the repeatability it gives.
+    drifts = [abs(r["measured_again_ms"] / r["measured_ms"] - 1) for r in result["rows"]]
+    assert result["repeat_mape"] == pytest.approx(sum(drifts) / 3)
+    assert result["repeat_within_10pct"] == sum(d <= 0.1 for d in drifts) / 3
 
 
 def _conv_quantization(graph: onnx.GraphProto) -> set[tuple]:
