@@ -362,6 +362,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.reduced:
+        fixed = ("epochs", "coarse_levels", "mutations")  # the reduced setting sets these itself
+        if any(getattr(args, name) is not None for name in fixed):
+            parser.error(
+                "--reduced trains 1 to 32 epochs and selects nothing: drop --epochs, "
+                "--coarse-levels and --mutations"
+            )
         print_reduced(args)
         return
     s = settings(args.quick)

@@ -36,14 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from _common import hardware, run_kind
-from dmasking_memory import batches, masking_strategy, peer_space
+from dmasking_memory import batches, masking_strategy, median_times, peer_space
 from torch import nn
 
 from supernas.cost.budget import Budget
@@ -256,17 +254,6 @@ def ofa_steps(batch_size: int) -> dict[str, Step]:
 # -- measuring ---------------------------------------------------------------------------
 
 
-def median_times(steps: dict[str, Step], repeats: int) -> dict[str, float]:
-    """Median seconds per step, interleaving the steps per repeat (the first repeat warms up)."""
-    times: dict[str, list[float]] = {key: [] for key in steps}
-    for _ in range(repeats + 1):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(t[1:]) for key, t in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 16, 3 repeats (<1 min)")
@@ -278,7 +265,9 @@ def main() -> None:
     steps = {f"supernas_{k}": v for k, v in ours(batch_size).items()}
     steps |= {f"nni_{k}": v for k, v in nni_steps(batch_size).items()}
     steps |= {f"ofa_{k}": v for k, v in ofa_steps(batch_size).items()}
-    seconds = median_times(steps, repeats)
+    seconds = median_times(
+        {k: [lambda _, step=step: step()] for k, step in steps.items()}, None, repeats
+    )
     ratio = {
         "dmasking_over_nni": seconds["supernas_dmasking_search"] / seconds["nni_dmasking_search"],
         "sandwich_over_ofa": seconds["supernas_bignas_sandwich"] / seconds["ofa_bignas_sandwich"],
