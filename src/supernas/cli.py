@@ -338,7 +338,7 @@ def _select(api, args) -> None:
 
 
 def _latency(api, args) -> None:
-    from supernas.cost.latency import check_plot_path
+    from supernas.cost.latency import check_plot_path, noisy_machine
     from supernas.cost.latency_build import Timing
 
     if args.action == "build":
@@ -374,12 +374,8 @@ def _latency(api, args) -> None:
         f"repeat:    the same archs measured again differ by {100 * result['repeat_mape']:.2f}% "
         f"(MAPE), {100 * result['repeat_within_10pct']:.0f}% within 10%"
     )
-    if result["repeat_within_10pct"] < 0.95:
-        print(
-            "warning:   this machine's own latency moves by more than 10% between measurements "
-            "of one network, so no table can be judged finer than that here; check on a quiet "
-            "machine (no other load, fixed clock)"
-        )
+    for line in noisy_machine(result):
+        print(f"warning:   {line}")
     print(f"plot:      {check_plot_path(args.lut)}")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from supernas.cost.latency import noisy_machine
 from supernas.rundir import METRICS, RunDir
 from supernas.rundir import PHASES as RUN_PHASES
 from supernas.train.checkpoint import atomic_write_bytes, atomic_write_text
@@ -176,6 +177,7 @@ def write_report(
         keep += ("repeat_mape", "repeat_within_10pct")
         lines += ["", "## Latency table check", "", _image("latency check", path, run_dir), ""]
         lines += _table([{k: latency_check[k] for k in keep if k in latency_check}], run_dir)
+        lines += ["", *(f"Warning: {line}." for line in noisy_machine(latency_check))]
     lines += ["", "## Curves", "", *_curves(run_dir)]
     path = RunDir(run_dir).report
     atomic_write_text(path, "\n".join(lines) + "\n")

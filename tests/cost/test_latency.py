@@ -11,7 +11,7 @@ import torch
 from tables import FAST, tiny_space
 
 from supernas.cli import main
-from supernas.cost.latency import LatencyTable, net_keys
+from supernas.cost.latency import LatencyTable, net_keys, noisy_machine
 from supernas.cost.latency_build import (
     KEPT_FREED_MEMORY,
     Deployment,
@@ -159,3 +159,10 @@ def test_cli_refuses_zero_timings_before_measuring(tmp_path, capsys, flag):
     assert main(["-q", *argv]) == 2
     assert "must be at least 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_machine_that_cannot_repeat_itself_is_named_in_one_line():
+    assert noisy_machine({"repeat_mape": 0.02, "repeat_within_10pct": 0.95}) == []
+    assert noisy_machine({"mape": 0.05}) == []  # a check written before checks repeated
+    (line,) = noisy_machine({"repeat_mape": 0.123, "repeat_within_10pct": 0.5})
+    assert "12.3% repeat MAPE" in line and "\n" not in line

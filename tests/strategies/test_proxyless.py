@@ -422,9 +422,11 @@ def test_a_latency_search_reports_predicted_and_measured_latency(tmp_path):
     rows = [{"arch": "a", "predicted_ms": p, "measured_ms": m} for p, m in ((1, 1.1), (2, 1.9))]
     check = {"space": "tiny", "device": "cpu:test", "runtime": "onnxruntime",
              "precision": "int8", "archs": 2, "mape": 0.07, "within_10pct": 1.0,
-             "spearman": 1.0, "rows": rows}  # fmt: skip
+             "spearman": 1.0, "repeat_mape": 0.15, "repeat_within_10pct": 0.5,
+             "rows": rows}  # fmt: skip
     (tmp_path / "lut.check.json").write_text(json.dumps(check))  # as `latency check` writes
     supernas("report", str(run_dir))
     report = (run_dir / "report.md").read_text()
     assert "## Latency table check" in report and "| onnxruntime | int8 |" in report
+    assert "Warning: this machine's own latency moves by more than 10%" in report
     assert (run_dir / "plots" / "latency_check.png").stat().st_size > 0
