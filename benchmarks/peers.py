@@ -56,10 +56,6 @@ STEM, HEAD, CLASSES = 16, 64, 10
 Step = Callable[[], None]
 
 
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 # -- supernas ----------------------------------------------------------------------------
 
 
@@ -108,7 +104,7 @@ def plain_step(model: nn.Module, batch, cl: bool) -> Step:
     if cl:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    images = channels_last(batch[0]) if cl else batch[0]
+    images = batch[0].contiguous(memory_format=torch.channels_last) if cl else batch[0]
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)

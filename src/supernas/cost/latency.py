@@ -81,6 +81,11 @@ def check_path(lut: str | Path) -> Path:
     return lut.with_name(f"{lut.stem}.check.json")
 
 
+def check_plot_path(lut: str | Path) -> Path:
+    """The plot of `check_path`'s result: ``X.check.png``."""
+    return check_path(lut).with_suffix(".png")
+
+
 def noisy_machine(check: dict) -> list[str]:
     """One line when a table check's own two measurements of its archs agree within 10% for
     fewer than 95% of them (`supernas.cost.latency_build.check_table`)."""
@@ -91,11 +96,6 @@ def noisy_machine(check: dict) -> list[str]:
         f"network ({100 * check['repeat_mape']:.1f}% repeat MAPE), so no table can be judged "
         "finer than that here; check on a quiet machine (no other load, fixed clock)"
     ]
-
-
-def check_plot_path(lut: str | Path) -> Path:
-    """The plot of `check_path`'s result: ``X.check.png``."""
-    return check_path(lut).with_suffix(".png")
 
 
 def describe_latency_range(

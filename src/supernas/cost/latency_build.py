@@ -300,7 +300,7 @@ def _net_of_calls(
     if deployment.runtime == "torch":
         return measured
     shapes = sorted({layer.input_shape for layer in layers.values()})
-    calls = _interleaved([(_Call, shape) for shape in shapes], deployment, timing, False)
+    (calls,) = _interleaved([(_Call, shape) for shape in shapes], deployment, timing, False)
     call = dict(zip(shapes, calls, strict=True))
     return [
         max(ms - call[layer.input_shape], FLOOR_MS)
@@ -313,9 +313,12 @@ def _interleaved(
     deployment: Deployment,
     timing: Timing,
     progress: bool,
-) -> list[float]:
+    measurements: int = 1,
+) -> list[list[float]]:
     """Each module's median time (ms) on a random batch of its input shape, the smallest over
     interleaved passes: at least ``timing.rounds``, and as many as fit in ``timing.spread_s``.
+    ``measurements`` such measurements, one after the other on the same compiled modules:
+    ``result[m][i]`` is module ``i``'s time in measurement ``m``.
 
     Passes go over the modules in turn, so a burst of load from other processes on a shared
     machine spoils one pass of a few runs rather than every repeat of one. On a shared
@@ -325,7 +328,7 @@ def _interleaved(
     They go `CHUNK` modules at a time, so that a space's thousand layers are never all loaded.
     """
     keep_freed_memory()
-    times: list[float] = []
+    times: list[list[float]] = [[] for _ in range(measurements)]
     bar = tqdm(total=len(builds), desc="latency", unit="layer", disable=not progress)
     with _threads(deployment.threads):
         for start in range(0, len(builds), CHUNK):
@@ -333,13 +336,29 @@ def _interleaved(
                 deployment.compile(build(), torch.randn(timing.batch_size, *shape))
                 for build, shape in builds[start : start + CHUNK]
             ]
-            passes, begun = [], time.perf_counter()
-            while len(passes) < timing.rounds or time.perf_counter() - begun < timing.spread_s:
-                passes.append([median_ms(run, timing) for run in runs])
-            times += [min(t) for t in zip(*passes, strict=True)]
+            for measured in times:
+                measured += _smallest_medians(runs, timing)
             bar.update(len(runs))
     bar.close()
     return times
+
+
+def _smallest_medians(runs: list[Callable[[], object]], timing: Timing) -> list[float]:
+    passes, begun = [], time.perf_counter()
+    while len(passes) < timing.rounds or time.perf_counter() - begun < timing.spread_s:
+        passes.append([median_ms(run, timing) for run in runs])
+    return [min(t) for t in zip(*passes, strict=True)]
+
+
+def _arch_builds(space: SearchSpace, archs: list) -> list[tuple[Callable[[], nn.Module], tuple]]:
+    """What `_interleaved` needs to time each arch's standalone model."""
+    return [
+        (
+            functools.partial(build_model, space, arch),
+            (space.in_channels, arch.resolution, arch.resolution),
+        )
+        for arch in archs
+    ]
 
 
 def measure_archs(
@@ -350,21 +369,15 @@ def measure_archs(
     progress: bool = False,
 ) -> list[float]:
     """Measured end-to-end latency (ms) of the standalone model of each arch."""
-    builds = [
-        (
-            functools.partial(build_model, space, arch),
-            (space.in_channels, arch.resolution, arch.resolution),
-        )
-        for arch in archs
-    ]
-    return _interleaved(builds, deployment, timing, progress)
+    (times,) = _interleaved(_arch_builds(space, archs), deployment, timing, progress)
+    return times
 
 
 def measure_model(
     model: nn.Module, input_shape: tuple[int, ...], deployment: Deployment, timing: Timing
 ) -> float:
     """Measured latency (ms) of one model in ``deployment``."""
-    (ms,) = _interleaved([(lambda: model, input_shape)], deployment, timing, progress=False)
+    ((ms,),) = _interleaved([(lambda: model, input_shape)], deployment, timing, progress=False)
     return ms
 
 
@@ -412,7 +425,7 @@ def build_table(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         builds = [(layer.build, layer.input_shape) for layer in layers.values()]
-        measured = _interleaved(builds, deployment, timing, progress)
+        (measured,) = _interleaved(builds, deployment, timing, progress)
         measured = _net_of_calls(layers, measured, deployment, timing)
         table.entries = dict(zip(layers, measured, strict=True))
         archs = _random_archs(space, calibration_archs, derive_seed(seed, "calibration-archs"))
@@ -462,8 +475,8 @@ def check_table(
     timing = Timing.of(table)
     chosen = _random_archs(space, archs, seed)
     predicted = [table.predict(space, arch) for arch in chosen]
-    measured = measure_archs(space, chosen, deployment, timing, progress)
-    again = measure_archs(space, chosen, deployment, timing, progress)
+    builds = _arch_builds(space, chosen)  # compiled once, measured twice
+    measured, again = _interleaved(builds, deployment, timing, progress, measurements=2)
     rows = [
         {"arch": str(arch), "predicted_ms": p, "measured_ms": m, "measured_again_ms": a}
         for arch, p, m, a in zip(chosen, predicted, measured, again, strict=True)
