@@ -139,6 +139,29 @@ def test_distillation_targets_are_detached_and_students_use_no_dropout():
     assert head_dropout.p == 0.2
 
 
+def gradient_norm_at_step(strategy: BigNAS) -> float:
+    """The global gradient norm the optimizer steps with, in one sandwich step."""
+    norms = []
+    optimizer = strategy.context.weight_optimizer
+    original_step = optimizer.step
+
+    def step(*args, **kwargs):
+        grads = [p.grad for p in strategy.supernet.parameters() if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return original_step(*args, **kwargs)
+
+    optimizer.step = step
+    strategy.step(batches(1)[0], 0)
+    return norms[0]
+
+
+def test_clip_grad_norm_bounds_the_sandwich_gradient_the_optimizer_sees():
+    assert gradient_norm_at_step(make_strategy()) > 1e-2
+    assert gradient_norm_at_step(make_strategy(clip_grad_norm=1e-3)) == pytest.approx(1e-3, 1e-3)
+    with pytest.raises(ConfigError, match="clip_grad_norm"):
+        BigNAS.Config(clip_grad_norm=0.0)
+
+
 def test_weight_decay_is_an_l2_term_on_the_biggest_child_only():
     strategy = make_strategy(weight_decay=1e-2)
     assert BigNAS.weight_decay_in_loss  # the search task builds its optimizer without decay

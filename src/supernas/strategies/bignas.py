@@ -24,7 +24,10 @@ Derivation: the coarse-to-fine selection (`selection.py`) under ``search.budget`
 candidate scored on the arch split with recalibrated BN; without a budget, the biggest child.
 The derived child is deployed as sliced (`deploy`: BN recalibrated, no training).
 
-Simplifications against the paper: no drop-connect (the blocks have none), no gradient clipping,
+``clip_grad_norm`` clips the norm of the four children's summed gradient before the step (off by
+default; AttentiveNAS clips each value at 1.0 instead).
+
+Simplifications against the paper: no drop-connect (the blocks have none), no clipping by value,
 plain BN (not synchronised across ranks), and SGD rather than RMSProp (the search optimizer is
 the project's).
 """
@@ -103,9 +106,12 @@ class BigNAS(Strategy):
         label_smoothing: float = 0.1  # on the biggest child's label loss
         zero_init_gamma: bool = True
         calibration_batches: int = 8  # training batches to recompute a child's BN
+        clip_grad_norm: float | None = None  # max norm of the sandwich's summed gradient
         selection: SelectConfig = field(default_factory=SelectConfig)
 
         def __post_init__(self) -> None:
+            if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+                raise ConfigError(f"bignas: clip_grad_norm must be > 0, got {self.clip_grad_norm}")
             if self.num_random < 0 or self.calibration_batches < 1:
                 raise ConfigError(
                     "bignas: num_random must be >= 0 and calibration_batches >= 1, got "
@@ -158,6 +164,8 @@ class BigNAS(Strategy):
             kl.append(self._distil(images, soft, last))
         finally:
             self._set_dropout(True)
+        if self.config.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.clip_grad_norm)
         optimizer.step()
         return {
             "train/loss": ce.detach(),
