@@ -24,7 +24,7 @@ Derivation: the coarse-to-fine selection (`selection.py`) under ``search.budget`
 candidate scored on the arch split with recalibrated BN; without a budget, the biggest child.
 The derived child is deployed as sliced (`deploy`: BN recalibrated, no training).
 
-``clip_grad_norm`` clips the norm of the four children's summed gradient before the step (off by
+``clip_grad_norm`` clips the norm of the sandwich's summed gradient before its step (off by
 default; AttentiveNAS clips each value at 1.0 instead).
 
 Simplifications against the paper: no drop-connect (the blocks have none), no clipping by value,
