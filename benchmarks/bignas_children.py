@@ -102,7 +102,6 @@ REDUCED = {
     "calibration": 8,
     "levels": (1, 1, 1),  # unused: the reduced setting compares fixed children
     "mutations": 1,
-    "schedule": "exp_constant_end",  # the supernet's; --schedule cosine anneals it to 0 instead
 }
 REDUCED_QUICK = {**REDUCED, "images": 1536, "test_images": 1000, "lengths": (1, 2)}
 
@@ -133,11 +132,19 @@ def run_config(s: dict, batch_size: int, device: str):
         f"train.epochs={epochs}",
         "train.warmup_epochs=0.1",
     ]
-    if "schedule" in s:
+    if s.get("schedule") is not None:
         overrides.append(f"search.schedule={s['schedule']}")
     if s.get("clip_grad_norm") is not None:
         overrides.append(f"search.options.clip_grad_norm={s['clip_grad_norm']}")
     return load_run_config(RECIPE, overrides)
+
+
+def supernet_recipe(cfg) -> dict:
+    """What the JSON records of how the supernet trained, beyond the recipe's defaults."""
+    return {
+        "supernet_schedule": cfg.search.schedule,
+        "supernet_clip_grad_norm": cfg.search.options.get("clip_grad_norm"),
+    }
 
 
 def random_vs_selected(cfg, run_dir: Path, chosen: list[dict], count: int) -> dict:
@@ -271,8 +278,7 @@ def reduced_curve(s: dict, batch_size: int, device: str, plot: Path) -> dict:
     space = get_space(s["space"])
     return {
         "space": s["space"],
-        "supernet_schedule": s["schedule"],
-        "supernet_clip_grad_norm": s["clip_grad_norm"],
+        **supernet_recipe(run_config({**s, "epochs": lengths[-1]}, batch_size, device)),
         "train_images": s["images"],
         "test_images": s["test_images"] or "all",
         "children_macs": [arch_cost(space, a).macs for a in archs],
@@ -331,8 +337,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
 def print_reduced(args: argparse.Namespace) -> None:
     s = dict(REDUCED_QUICK if args.quick else REDUCED)
     s.update({k: v for k, v in (("images", args.images), ("test_images", args.test_images)) if v})
-    s["schedule"] = args.schedule or s["schedule"]
-    s["clip_grad_norm"] = args.clip_grad_norm
+    s.update(schedule=args.schedule, clip_grad_norm=args.clip_grad_norm)
     start = time.perf_counter()
     result = reduced_curve(s, args.batch_size, args.device, args.plot)
     record = {
@@ -433,8 +438,7 @@ def main() -> None:
                 "train_images": s["images"],
                 "test_images": s["test_images"] or "all",
                 "epochs": s["epochs"],
-                "supernet_schedule": cfg.search.schedule,
-                "supernet_clip_grad_norm": cfg.search.options.get("clip_grad_norm"),
+                **supernet_recipe(cfg),
                 "coarse_levels": list(s["levels"]),
                 "mutations": s["mutations"],
                 "batch_size": args.batch_size,
