@@ -5,6 +5,10 @@ id, so a test that draws without an explicit generator still draws the same numb
 run, alone or in the whole suite, and a failure reproduces. A failing test's report names the
 seed; ``SUPERNAS_TEST_SEED=N`` runs the suite with another base seed to look for inputs that
 break a test.
+
+Hypothesis's explain phase is off: after a failure it traces every line the failing example
+runs, and through torch that held 22 GiB within minutes here, so a failing property test
+starved the machine instead of reporting.
 """
 
 import os
@@ -14,17 +18,19 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
+PHASES = [phase for phase in Phase if phase is not Phase.explain]
 settings.register_profile(
     "ci",
     max_examples=100,
+    phases=PHASES,
     deadline=None,
     derandomize=True,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("dev", max_examples=20, deadline=None, phases=PHASES)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 if "PYTEST_XDIST_WORKER" in os.environ:
