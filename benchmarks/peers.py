@@ -6,10 +6,12 @@ to 64 and a linear classifier; Fashion-MNIST-shaped input (1x28x28), batch 64, o
 Each framework builds it with its own modules:
 
 - **supernas**: the DMaskingNAS search step (one weight step, one arch step on another
-  batch), the BigNAS sandwich (biggest, 2 random, smallest; in-place distillation; one
-  optimizer step), and a plain training step of the biggest child as a standalone model, all
-  with the library's CPU defaults (channels-last); the sandwich and the plain step in NCHW too,
-  the format the peers run in.
+  batch; again with ``kernel_mixing: weights``, which mixes the kernels' weights as NNI
+  does, where our default sums every kernel's output as FBNet does), the BigNAS sandwich
+  (biggest, 2 random, smallest; in-place distillation; one optimizer step), and a plain
+  training step of the biggest child as a standalone model, all with the library's CPU
+  defaults (channels-last); the sandwich and the plain step in NCHW too, the format the peers
+  run in.
 - **NNI 3.0**: its ``InvertedResidual`` / ``ConvBNReLU`` with value choices, turned into a
   differentiable supernet by ``GumbelDARTS().mutate_model`` (NNI's masked mixed operations,
   FBNetV2's technique for value choices), and DARTS's step as NNI runs it: an arch step
@@ -63,14 +65,18 @@ def ours(batch_size: int) -> dict[str, Step]:
     space = peer_space()
     stream = batches(batch_size)
     batch, arch_batch = next(stream), next(stream)
-    dmasking = masking_strategy(space, batch_size, channels_last=True)
+    def search_step(**options) -> Step:
+        dmasking = masking_strategy(space, batch_size, channels_last=True, **options)
 
-    def search_step() -> None:
-        dmasking.weight_step(batch)
-        dmasking.arch_step(arch_batch)
+        def step() -> None:
+            dmasking.weight_step(batch)
+            dmasking.arch_step(arch_batch)
+
+        return step
 
     return {
-        "dmasking_search": search_step,
+        "dmasking_search": search_step(),
+        "dmasking_search_mixed_kernels": search_step(kernel_mixing="weights"),
         "bignas_sandwich": sandwich_step(space, batch, True),
         "bignas_sandwich_nchw": sandwich_step(space, batch, False),
         "plain_channels_last": plain_step(build_model(space, biggest(space)), batch, True),
@@ -266,6 +272,8 @@ def main() -> None:
     )
     ratio = {
         "dmasking_over_nni": seconds["supernas_dmasking_search"] / seconds["nni_dmasking_search"],
+        "dmasking_mixed_kernels_over_nni": seconds["supernas_dmasking_search_mixed_kernels"]
+        / seconds["nni_dmasking_search"],
         "sandwich_over_ofa": seconds["supernas_bignas_sandwich"] / seconds["ofa_bignas_sandwich"],
         "sandwich_nchw_over_ofa": seconds["supernas_bignas_sandwich_nchw"]
         / seconds["ofa_bignas_sandwich"],

@@ -20,12 +20,13 @@ from supernas.cost.expected import ExpectedCost, one_hot_probs
 from supernas.cost.macs import arch_cost
 from supernas.cost.metrics import MACs, Params
 from supernas.cost.penalty import CostPenalty
+from supernas.errors import ConfigError
 from supernas.nn import Supernet
 from supernas.nn.masking import WidthDist, prefix_masks
 from supernas.nn.standalone import extract_child
 from supernas.recipe import RunConfig
 from supernas.space import get_space
-from supernas.space.choices import biggest, decisions, sample, smallest
+from supernas.space.choices import biggest, block_decisions, decisions, sample, smallest
 from supernas.space.presets import Stage, stages
 from supernas.space.space import HeadSpec, SearchSpace, StemSpec
 from supernas.strategies import SearchContext
@@ -74,7 +75,7 @@ def test_one_hot_masked_supernet_is_the_child(arch):
     torch.testing.assert_close(NET(x, relaxed), NET(x, arch), rtol=1e-5, atol=1e-5)
 
 
-def _assert_one_hot_is_the_child(space, arch, seed):
+def _assert_one_hot_is_the_child(space, arch, seed, kernel_mixing="outputs"):
     """In float64 at 1e-10, on a batch of 8: BN in train mode on 2 samples at 1x1 pixels
     amplifies a rounding difference of 1e-16 by up to 1e12 in the child itself, which made
     this check fail at random on some machines."""
@@ -84,7 +85,7 @@ def _assert_one_hot_is_the_child(space, arch, seed):
     x = torch.randn(shape, dtype=torch.float64, generator=generator)
     weights = {key: p.double() for key, p in _one_hot(space, arch).items()}
     torch.testing.assert_close(
-        net(x, MaskedForward(space, weights)),
+        net(x, MaskedForward(space, weights, kernel_mixing=kernel_mixing)),
         net(x, arch),
         rtol=1e-10,
         atol=1e-10,
@@ -109,6 +110,53 @@ def test_one_hot_is_exact_for_every_option_of_the_language(name, data, seed):
     sharings and shortcuts, two resolutions."""
     space = LANGUAGE_SPACES[name]
     _assert_one_hot_is_the_child(space, data.draw(archs(space)), seed)
+
+
+@pytest.mark.parametrize("name", sorted(LANGUAGE_SPACES))
+@settings(max_examples=10)
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_one_hot_is_exact_with_mixed_kernels(name, data, seed):
+    """A one-hot kernel mixture is the chosen kernel zero-padded to the largest: the same conv."""
+    space = LANGUAGE_SPACES[name]
+    _assert_one_hot_is_the_child(space, data.draw(archs(space)), seed, kernel_mixing="weights")
+
+
+@pytest.mark.parametrize("sharing", ["separate", "crop"])
+def test_mixed_kernels_run_one_conv_whose_kernel_is_the_weighted_sum(sharing):
+    """Soft kernel weights, everything else one-hot: the relaxed net equals the child at the
+    largest kernel whose depthwise weights were replaced by the mixed kernel."""
+    space = next(s for s in LANGUAGE_SPACES.values() if s.kernel_sharing == sharing)
+    arch = biggest(space)
+    net = _supernet(space, seed=1).double()
+    weights = {key: p.double() for key, p in _one_hot(space, arch).items()}
+    generator = torch.Generator().manual_seed(1)
+    for name in weights:
+        if name.endswith("kernel_size") and len(weights[name]) > 1:
+            weights[name] = torch.rand(len(weights[name]), generator=generator, dtype=torch.float64)
+            weights[name] /= weights[name].sum()
+    mixed = MaskedForward(space, weights, kernel_mixing="weights")
+    x = torch.randn(8, space.in_channels, arch.resolution, arch.resolution, dtype=torch.float64)
+    expected_net = _supernet(space, seed=1).double()
+    with torch.no_grad():
+        for index, block in enumerate(expected_net.blocks):
+            g = weights[f"{block_decisions(space, index).prefix}.kernel_size"]
+            sizes = space.blocks[index].kernel_sizes
+            for dw in block.dw:
+                largest = max(sizes)
+                kernel = sum(
+                    g[i] * F.pad(dw._kernel(k), [(largest - k) // 2] * 4)
+                    for i, k in enumerate(sizes)
+                )
+                target = dw.conv.weight if sharing == "crop" else dw.convs[str(largest)].weight
+                target.copy_(kernel)
+    torch.testing.assert_close(net(x, mixed), expected_net(x, arch), rtol=1e-10, atol=1e-10)
+    outputs = net(x, MaskedForward(space, weights))
+    assert not torch.allclose(outputs, net(x, mixed)), "the two relaxations differ when soft"
+
+
+def test_kernel_mixing_is_checked():
+    with pytest.raises(ConfigError, match="kernel_mixing"):
+        _strategy(FMNIST, kernel_mixing="average")
 
 
 def test_one_hot_supernet_equals_the_standalone_child():

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernas.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from supernas.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, centre_crop
 from supernas.space.plan import BlockPlan
 
 _ACTIVATIONS = {
@@ -85,10 +85,30 @@ class DepthwiseConvNorm(nn.Module):
             )
         self.bn = ElasticBatchNorm2d(channels)
 
-    def forward(self, x: Tensor, kernel_size: int) -> Tensor:
+    def forward(self, x: Tensor, kernel_size: int | Sequence[tuple[int, Tensor]]) -> Tensor:
+        """The conv at ``kernel_size``, or at a mixture of kernel sizes: ``(size, weight)``
+        pairs whose kernels, zero-padded to the largest, are summed with those weights into
+        one kernel (FBNetV2's masking applied to kernel sizes, as NNI's value choices do)."""
+        if not isinstance(kernel_size, int):
+            return self.bn(self._mixed(x, kernel_size))
         if self.sharing == "crop":
             return self.bn(self.conv(x, kernel_size=kernel_size))
         return self.bn(self.convs[str(kernel_size)](x))
+
+    def _kernel(self, size: int) -> Tensor:
+        if self.sharing == "crop":
+            return centre_crop(self.conv.weight, size)
+        return self.convs[str(size)].weight
+
+    def _mixed(self, x: Tensor, kernels: Sequence[tuple[int, Tensor]]) -> Tensor:
+        largest = max(size for size, _ in kernels)
+        channels = x.size(1)
+        weight = sum(
+            mix * F.pad(self._kernel(size)[:channels], [(largest - size) // 2] * 4)
+            for size, mix in kernels
+        )
+        stride = (self.conv if self.sharing == "crop" else self.convs[str(largest)]).stride
+        return F.conv2d(x, weight, None, stride, largest // 2, 1, channels)
 
 
 class SplitAttention(nn.Module):
@@ -185,11 +205,19 @@ class MBConv(nn.Module):
         return _masked(activate(pre, plan.activation), mid_mask)
 
     def splits(
-        self, hidden: Tensor, plan: BlockPlan, mid_mask: Tensor | None, count: int
+        self,
+        hidden: Tensor,
+        plan: BlockPlan,
+        mid_mask: Tensor | None,
+        count: int,
+        kernel_size: int | Sequence[tuple[int, Tensor]] | None = None,
     ) -> list[Tensor]:
-        """The first ``count`` depthwise branches (split-attention uses several)."""
+        """The first ``count`` depthwise branches (split-attention uses several), at the
+        plan's kernel size unless another size or a mixture of sizes is given (see
+        `DepthwiseConvNorm.forward`)."""
+        kernel_size = plan.kernel_size if kernel_size is None else kernel_size
         return [
-            _masked(activate(self.dw[i](hidden, plan.kernel_size), plan.activation), mid_mask)
+            _masked(activate(self.dw[i](hidden, kernel_size), plan.activation), mid_mask)
             for i in range(count)
         ]
 

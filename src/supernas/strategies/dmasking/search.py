@@ -45,7 +45,7 @@ from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import arch_from_choices, choices_of, decisions
 from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy
-from supernas.strategies.dmasking.relaxed import SUBSAMPLING, MaskedForward
+from supernas.strategies.dmasking.relaxed import KERNEL_MIXING, SUBSAMPLING, MaskedForward
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class DMaskingNAS(Strategy):
         cost_beta: float = 0.6
         cost_lambda: float = 1.0
         subsampling: str = "nearest"  # resolution paths: "nearest" (FBNetV2) or "resize"
+        kernel_mixing: str = "outputs"  # kernel sizes: "outputs" (FBNet) or "weights" (faster)
         derive_samples: int = 0  # also evaluate this many archs sampled from the result
         calibration_batches: int = 10  # training batches to recompute a candidate's BN
         max_draws: int = 2000  # draws to find in-budget samples at derivation
@@ -141,6 +142,10 @@ class DMaskingNAS(Strategy):
         config = self.config
         if config.subsampling not in SUBSAMPLING:
             raise ConfigError(f"subsampling {config.subsampling!r} is not nearest or resize")
+        if config.kernel_mixing not in KERNEL_MIXING:
+            raise ConfigError(
+                f"dmasking: kernel_mixing {config.kernel_mixing!r} is not outputs or weights"
+            )
         if config.temperature <= 0:
             raise ConfigError(f"dmasking: temperature must be positive, got {config.temperature}")
 
@@ -174,7 +179,9 @@ class DMaskingNAS(Strategy):
         }
 
     def relaxed(self, weights: dict[str, Tensor]) -> MaskedForward:
-        return MaskedForward(self.space, weights, self.config.subsampling)
+        return MaskedForward(
+            self.space, weights, self.config.subsampling, self.config.kernel_mixing
+        )
 
     def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         self._step = step
