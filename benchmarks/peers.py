@@ -65,6 +65,7 @@ def ours(batch_size: int) -> dict[str, Step]:
     space = peer_space()
     stream = batches(batch_size)
     batch, arch_batch = next(stream), next(stream)
+
     def search_step(**options) -> Step:
         dmasking = masking_strategy(space, batch_size, channels_last=True, **options)
 

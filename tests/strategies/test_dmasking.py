@@ -22,6 +22,7 @@ from supernas.cost.metrics import MACs, Params
 from supernas.cost.penalty import CostPenalty
 from supernas.errors import ConfigError
 from supernas.nn import Supernet
+from supernas.nn.elastic import centre_crop
 from supernas.nn.masking import WidthDist, prefix_masks
 from supernas.nn.standalone import extract_child
 from supernas.recipe import RunConfig
@@ -141,14 +142,18 @@ def test_mixed_kernels_run_one_conv_whose_kernel_is_the_weighted_sum(sharing):
         for index, block in enumerate(expected_net.blocks):
             g = weights[f"{block_decisions(space, index).prefix}.kernel_size"]
             sizes = space.blocks[index].kernel_sizes
+            largest = max(sizes)
             for dw in block.dw:
-                largest = max(sizes)
-                kernel = sum(
-                    g[i] * F.pad(dw._kernel(k), [(largest - k) // 2] * 4)
-                    for i, k in enumerate(sizes)
+                kernels = {
+                    k: centre_crop(dw.conv.weight, k)
+                    if sharing == "crop"
+                    else dw.convs[str(k)].weight
+                    for k in sizes
+                }
+                mixed_kernel = sum(
+                    g[i] * F.pad(kernels[k], [(largest - k) // 2] * 4) for i, k in enumerate(sizes)
                 )
-                target = dw.conv.weight if sharing == "crop" else dw.convs[str(largest)].weight
-                target.copy_(kernel)
+                kernels[largest].copy_(mixed_kernel)
     torch.testing.assert_close(net(x, mixed), expected_net(x, arch), rtol=1e-10, atol=1e-10)
     outputs = net(x, MaskedForward(space, weights))
     assert not torch.allclose(outputs, net(x, mixed)), "the two relaxations differ when soft"
@@ -178,7 +183,8 @@ def test_resolution_path_equals_running_the_subsampled_input():
     torch.testing.assert_close(NET(x, relaxed), direct, rtol=1e-5, atol=1e-5)
 
 
-def test_every_architecture_parameter_gets_a_gradient():
+@pytest.mark.parametrize("kernel_mixing", ["outputs", "weights"])
+def test_every_architecture_parameter_gets_a_gradient(kernel_mixing):
     alpha = {d.name: torch.zeros(len(d.options), requires_grad=True) for d in decisions(FMNIST)}
     generator = torch.Generator().manual_seed(0)
     weights = {name: gumbel_softmax(a, 1.0, generator) for name, a in alpha.items()}
@@ -187,7 +193,9 @@ def test_every_architecture_parameter_gets_a_gradient():
     for name, a in alpha.items():
         if "activation" not in name:  # activations cost nothing
             assert a.grad.abs().sum() > 0, f"no cost gradient for {name}"
-    logits = NET(torch.randn(8, 1, 28, 28), MaskedForward(FMNIST, weights))
+    logits = NET(
+        torch.randn(8, 1, 28, 28), MaskedForward(FMNIST, weights, kernel_mixing=kernel_mixing)
+    )
     F.cross_entropy(logits, torch.randint(0, 10, (8,))).backward()
     assert all(a.grad.abs().sum() > 0 for a in alpha.values())
 
@@ -268,10 +276,17 @@ class _ReadsBack(TorchFunctionMode):
 
 
 @pytest.mark.parametrize(
-    ("name", "cost_loss"),
-    list(zip(sorted(LANGUAGE_SPACES), ["budget", "mul_log", "absolute", "linear"], strict=True)),
+    ("name", "cost_loss", "kernel_mixing"),
+    list(
+        zip(
+            sorted(LANGUAGE_SPACES),
+            ["budget", "mul_log", "absolute", "linear"],
+            ["outputs", "weights", "outputs", "weights"],
+            strict=True,
+        )
+    ),
 )
-def test_a_search_step_never_waits_for_the_device(name, cost_loss):
+def test_a_search_step_never_waits_for_the_device(name, cost_loss, kernel_mixing):
     """A weight step and an arch step, under a budget, read nothing back from the device: no
     weight of an option is compared with 0, metrics stay tensors until the loop records them.
     (A check on the CPU of what would be a host sync on a GPU.)"""
@@ -279,7 +294,13 @@ def test_a_search_step_never_waits_for_the_device(name, cost_loss):
     batch = (torch.randn(4, 1, max(space.resolutions), max(space.resolutions)), torch.arange(4))
     target = sum(arch_cost(space, a).macs for a in (smallest(space), biggest(space))) / 2
     strategy = _strategy(
-        space, target=target, stream=[batch], warmup_epochs=0, arch_every=1, cost_loss=cost_loss
+        space,
+        target=target,
+        stream=[batch],
+        warmup_epochs=0,
+        arch_every=1,
+        cost_loss=cost_loss,
+        kernel_mixing=kernel_mixing,
     )
     strategy.step(batch, 0)  # lazily built state (optimizer moments, caches) first
     strategy.arch_stream.load_state_dict({"used": 0})

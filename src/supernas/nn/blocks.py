@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from supernas.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, centre_crop
 from supernas.space.plan import BlockPlan
 
+KernelMixture = Sequence[tuple[int, Tensor]]  # (kernel size, weight) pairs of one soft choice
+
 _ACTIVATIONS = {
     "relu": F.relu,
     "relu6": F.relu6,
@@ -74,6 +76,7 @@ class DepthwiseConvNorm(nn.Module):
     ) -> None:
         super().__init__()
         self.sharing = sharing
+        self.stride = stride
         if sharing == "crop":
             self.conv = ElasticConv2d(channels, channels, max(kernel_sizes), stride, depthwise=True)
         else:
@@ -85,10 +88,10 @@ class DepthwiseConvNorm(nn.Module):
             )
         self.bn = ElasticBatchNorm2d(channels)
 
-    def forward(self, x: Tensor, kernel_size: int | Sequence[tuple[int, Tensor]]) -> Tensor:
-        """The conv at ``kernel_size``, or at a mixture of kernel sizes: ``(size, weight)``
-        pairs whose kernels, zero-padded to the largest, are summed with those weights into
-        one kernel (FBNetV2's masking applied to kernel sizes, as NNI's value choices do)."""
+    def forward(self, x: Tensor, kernel_size: int | KernelMixture) -> Tensor:
+        """The conv at ``kernel_size``, or at a `KernelMixture`: its kernels, zero-padded to the
+        largest, summed with their weights into one kernel (FBNetV2's masking applied to kernel
+        sizes, as NNI's value choices do)."""
         if not isinstance(kernel_size, int):
             return self.bn(self._mixed(x, kernel_size))
         if self.sharing == "crop":
@@ -100,15 +103,14 @@ class DepthwiseConvNorm(nn.Module):
             return centre_crop(self.conv.weight, size)
         return self.convs[str(size)].weight
 
-    def _mixed(self, x: Tensor, kernels: Sequence[tuple[int, Tensor]]) -> Tensor:
+    def _mixed(self, x: Tensor, kernels: KernelMixture) -> Tensor:
         largest = max(size for size, _ in kernels)
         channels = x.size(1)
         weight = sum(
             mix * F.pad(self._kernel(size)[:channels], [(largest - size) // 2] * 4)
             for size, mix in kernels
         )
-        stride = (self.conv if self.sharing == "crop" else self.convs[str(largest)]).stride
-        return F.conv2d(x, weight, None, stride, largest // 2, 1, channels)
+        return F.conv2d(x, weight, None, self.stride, largest // 2, 1, channels)
 
 
 class SplitAttention(nn.Module):
@@ -210,7 +212,7 @@ class MBConv(nn.Module):
         plan: BlockPlan,
         mid_mask: Tensor | None,
         count: int,
-        kernel_size: int | Sequence[tuple[int, Tensor]] | None = None,
+        kernel_size: int | KernelMixture | None = None,
     ) -> list[Tensor]:
         """The first ``count`` depthwise branches (split-attention uses several), at the
         plan's kernel size unless another size or a mixture of sizes is given (see

@@ -17,11 +17,11 @@
   type is the product of its three decisions' weights (our decisions are factorised; FBNet has
   one categorical over types). Candidates share what they have in common, which changes no
   number: one expand conv for all, one depthwise conv per (activation, kernel).
-  ``kernel_mixing="weights"`` instead runs one depthwise conv per activation whose kernel is the
-  weighted sum of the kernel sizes' (each zero-padded to the largest), as NNI's FBNetV2-style
-  value choices do: about 1.4x cheaper a step with kernels {3, 5, 7}, but not FBNet's mixture,
-  since the depthwise BN and everything after it then see one summed map instead of one map per
-  kernel. Both agree with the child at one-hot weights.
+  ``kernel_mixing="weights"`` instead runs one depthwise conv per activation (and split) whose
+  kernel is the weighted sum of the kernel sizes' (each zero-padded to the largest), as NNI's
+  FBNetV2-style value choices do: 1.3-1.4x cheaper a step with kernels {3, 5, 7}, but not
+  FBNet's mixture, since the depthwise BN and everything after it then see one summed map
+  instead of one map per kernel. Both agree with the child at one-hot weights.
 - **Depth**: an optional block's output is ``p * block(x) + (1 - p) * x``.
 - **Residual**: a child has an identity shortcut when its input and output widths are equal
   (stride 1), so the shortcut enters with weight ``rho = P(c_in == c_out)``; spaces with
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernas.nn.blocks import MBConv, activate
+from supernas.nn.blocks import KernelMixture, MBConv, activate
 from supernas.nn.masking import WidthDist, mixture
 from supernas.nn.supernet import Supernet, resize
 from supernas.space.choices import block_decisions, decisions
@@ -100,13 +100,14 @@ class MaskedForward:
         one would mean reading the weight back from the device, a wait in every step."""
         return zip(self.options[name], self.weights[name], strict=True)
 
-    def kernel_paths(self, prefix: str) -> Iterator[tuple[object, Tensor | float]]:
+    def kernel_paths(self, prefix: str) -> Iterator[tuple[int | KernelMixture, Tensor | float]]:
         """(kernel, weight) per depthwise conv to run: each kernel size with its weight, their
         outputs to be summed (FBNet's block types), or with ``kernel_mixing="weights"`` one
         conv whose kernel is the weighted sum of theirs, at weight 1."""
-        if self.kernel_mixing == "weights":
-            return iter([(list(self.paths(f"{prefix}.kernel_size")), 1.0)])
-        return self.paths(f"{prefix}.kernel_size")
+        name = f"{prefix}.kernel_size"
+        if self.kernel_mixing == "weights" and len(self.options[name]) > 1:
+            return iter([(list(self.paths(name)), 1.0)])
+        return self.paths(name)
 
     def dist(self, name: str) -> WidthDist:
         return WidthDist(tuple(self.options[name]), self.weights[name])
