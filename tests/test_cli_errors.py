@@ -158,6 +158,10 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkey
         (["seed=-1"], "run.seed = -1 must be non-negative"),
         (["search.budget.target=.nan"], "search.budget.target must be a positive number"),
         (["train.epochs=[1"], r"override 'train.epochs=\[1': the value is not valid YAML"),
+        (
+            ["search.strategy=dmasking", "search.options.kernel_mixing=bogus"],
+            "dmasking: kernel_mixing 'bogus' is not outputs or weights",
+        ),
     ],
 )
 def test_bad_numbers_and_values_fail_before_any_work(tmp_path, capsys, overrides, message):

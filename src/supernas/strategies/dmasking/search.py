@@ -113,9 +113,20 @@ class DMaskingNAS(Strategy):
             "cost_target": "search.budget.target",
         }
 
+        def __post_init__(self) -> None:
+            if self.subsampling not in SUBSAMPLING:
+                raise ConfigError(
+                    f"dmasking: subsampling {self.subsampling!r} is not nearest or resize"
+                )
+            if self.kernel_mixing not in KERNEL_MIXING:
+                raise ConfigError(
+                    f"dmasking: kernel_mixing {self.kernel_mixing!r} is not outputs or weights"
+                )
+            if self.temperature <= 0:
+                raise ConfigError(f"dmasking: temperature must be positive, got {self.temperature}")
+
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)
-        self._check_config()
         device = context.device
         self.decisions = decisions(self.space)
         self.alpha = {
@@ -137,17 +148,6 @@ class DMaskingNAS(Strategy):
             log.warning("dmasking: no search.budget.target, the search optimises accuracy alone")
         self.cadence = Cadence.of(config.warmup_epochs, config.arch_every, context.steps_per_epoch)
         self._step = 0
-
-    def _check_config(self) -> None:
-        config = self.config
-        if config.subsampling not in SUBSAMPLING:
-            raise ConfigError(f"subsampling {config.subsampling!r} is not nearest or resize")
-        if config.kernel_mixing not in KERNEL_MIXING:
-            raise ConfigError(
-                f"dmasking: kernel_mixing {config.kernel_mixing!r} is not outputs or weights"
-            )
-        if config.temperature <= 0:
-            raise ConfigError(f"dmasking: temperature must be positive, got {config.temperature}")
 
     def arch_parameters(self) -> list[Tensor]:
         return list(self.alpha.values())
