@@ -122,7 +122,7 @@ class DMaskingNAS(Strategy):
                 raise ConfigError(
                     f"dmasking: kernel_mixing {self.kernel_mixing!r} is not outputs or weights"
                 )
-            if self.temperature <= 0:
+            if not self.temperature > 0:  # NaN too
                 raise ConfigError(f"dmasking: temperature must be positive, got {self.temperature}")
 
     def __init__(self, supernet, config, context) -> None:
