@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from train_fakes import BATCH, TinyNet, classifier_task, train_loader
 
 from supernas.errors import ConfigError
-from supernas.train import TrainConfig, evaluate_model, param_groups
+from supernas.train import ClassifierTask, TrainConfig, evaluate_model, param_groups
 
 
 def _run(task, steps):
@@ -86,3 +86,14 @@ def test_evaluation_counts_top1_and_mean_loss():
     log_z = math.log(math.e + 2)
     assert result["val/top1"] == 0.5
     assert result["val/loss"] == pytest.approx((2 * (log_z - 1) + 2 * log_z) / 4)
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_cudnn_autotuning_follows_the_config_on_cuda_only(wanted, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    cfg = TrainConfig(epochs=1, cudnn_benchmark=wanted)
+    loader = DataLoader(TensorDataset(torch.zeros(4, 1, 8, 8), torch.zeros(4).long()), 4)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    ClassifierTask(TinyNet(), cfg, 1, loader, device, 4)
+    assert torch.backends.cudnn.benchmark is (wanted and cuda)

@@ -36,6 +36,7 @@ class TrainConfig:
     ema_decay: float | None = None  # e.g. 0.999: keep and evaluate an EMA of the weights
     amp: bool = True  # bf16 autocast, on CUDA only
     channels_last: bool = True  # memory format on CPU and CUDA (CPU: a step in 0.52x the time)
+    cudnn_benchmark: bool = True  # CUDA: cuDNN times its conv algorithms once per input shape
     log_every: int = 10  # steps between metric records
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
 
@@ -120,6 +121,10 @@ class ClassifierTask:
         env = env or DistEnv()
         self.cfg, self.device, self.eval_loader = cfg, device, eval_loader
         self.cuda = device.type == "cuda"
+        if self.cuda and cfg.cudnn_benchmark:
+            # A trained arch sees one input shape (two with a short last batch), so the
+            # autotuning is paid once; a search's changing shapes would pay it again and again.
+            torch.backends.cudnn.benchmark = True
         self.model = model.to(device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
