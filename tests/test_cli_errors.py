@@ -1,5 +1,6 @@
 """Every user mistake exits with code 2 and one line on stderr, never a traceback."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from runs import cli_env
 from supernas.cli import main
 from supernas.recipe import EXPORT_FORMATS
+from supernas.space import get_space, smallest
 from supernas.train.checkpoint import save_checkpoint
 
 
@@ -123,6 +125,25 @@ def test_unknown_export_format_fails_before_any_work(tmp_path, capsys):
     run = tmp_path / "run"
     err = _error(capsys, ["search", "--run-dir", str(run), "--set", "export=[onnx, tflite]"])
     assert f"export: unknown format 'tflite'; choose from {', '.join(EXPORT_FORMATS)}" in err
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_an_export_without_its_packages_fails_before_any_work(
+    command, tmp_path, capsys, monkeypatch
+):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
+    run = tmp_path / "run"
+    arch = tmp_path / "arch.json"
+    arch.write_text(smallest(get_space("fmnist_small")).to_json())
+    argv = [command, "--run-dir", str(run), "--set", "export=[state-dict, onnx-int8]"]
+    err = _error(capsys, argv + (["--arch", str(arch)] if command == "train" else []))
+    assert "export onnx-int8 needs onnxruntime: pip install 'supernas[export]'" in err
     assert not run.exists()
 
 

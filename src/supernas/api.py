@@ -44,7 +44,7 @@ from supernas.cost.latency_build import (
 from supernas.cost.macs import arch_cost
 from supernas.data import DataBundle, DataConfig, build_data, data_shape
 from supernas.errors import CheckpointError, ConfigError
-from supernas.export import export_model
+from supernas.export import check_installed, export_model
 from supernas.nn import Supernet, build_model
 from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
 from supernas.recipe import RunConfig, search_schedule
@@ -553,6 +553,7 @@ def _search(cfg: RunConfig, run_dir: Path | None, resume: bool, env: DistEnv) ->
     seed_everything(cfg.seed)
     space = run_space(cfg, run_dir if resume else None)
     SearchSettings.of(cfg, space)  # bad options, budget or table fail before the run directory
+    check_installed(cfg.export)
     device = resolve_device(cfg.device, env)
     with _own_run_dir(cfg, space, run_dir, cfg.search.strategy, resume, env) as run_dir:
         return _search_in(cfg, space, run_dir, resume, env, device)
@@ -606,6 +607,7 @@ def _train(
     space = run_space(cfg, run_dir if resume else None)
     arch = load_arch(space, Path(arch_path))
     Budget(cfg.search.budget, space)  # the summary reports against it: check it before work
+    check_installed(cfg.export)
     device = resolve_device(cfg.device, env)
     with _own_run_dir(cfg, space, run_dir, "train", resume, env) as run_dir:
         if env.is_main and not resume:
@@ -710,14 +712,15 @@ def _export(
     data: DataBundle | None = None,
 ) -> dict[str, Any]:
     """The exports of a run's model; an ONNX file carries the arch and the preprocessing.
-    ``data``'s training split, seen as at inference, calibrates an ``onnx-int8`` export."""
+    ``data``'s weight split, transformed as at inference (no augmentation: the ranges are
+    those the deployed model will see), calibrates an ``onnx-int8`` export."""
     example = torch.randn(2, space.in_channels, arch.resolution, arch.resolution)
     metadata = {"supernas.arch": str(arch), "supernas.space": space.name}
     if preprocessing:
         metadata["supernas.preprocessing"] = json.dumps(preprocessing)
     calibration: Iterable[torch.Tensor] = ()
     if data is not None:
-        loader = data.loader(data.weight, train=False, seed=0)
+        loader = data.loader(data.weight_plain, train=False, seed=0)
         calibration = (images for images, _ in itertools.islice(loader, CALIBRATION_BATCHES))
     elif "onnx-int8" in formats:
         raise ConfigError("an onnx-int8 export needs the run's data to calibrate it")
@@ -769,6 +772,7 @@ def select(
     select_config, calibration_batches = strategy_cls.selection(options)
     space = run_space(cfg, run_dir)
     budget = Budget(cfg.search.budget, space)
+    check_installed(cfg.export)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)
     data = build_data(_search_data(cfg), resolution=max(space.resolutions))

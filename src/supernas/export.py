@@ -13,6 +13,7 @@ The ONNX graph is `supernas.runtimes.onnx_graph`'s: BatchNorm folded, a dynamic 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import math
 import tempfile
@@ -39,6 +40,22 @@ FILENAMES = {
     "state-dict": "model.safetensors",
 }
 TOLERANCE = 1e-4  # max |difference| / max(1, max |output|)
+NEEDS = {"onnx": ("onnx", "onnxruntime"), "onnx-int8": ("onnx", "onnxruntime")}
+
+
+def check_installed(formats: Iterable[str]) -> None:
+    """Refuses a format whose packages are missing before a run trains, not after it.
+
+    Raises:
+        ExportError: a package a format needs is not installed.
+    """
+    for name in formats:
+        missing = [module for module in NEEDS.get(name, ()) if not importlib.util.find_spec(module)]
+        if missing:
+            raise ExportError(
+                f"export {name} needs {' and '.join(missing)}: pip install 'supernas[export]' "
+                "or drop it from the recipe's export list"
+            )
 
 
 class ExportResult(TypedDict):

@@ -75,6 +75,17 @@ def test_weight_split_is_augmented_and_arch_split_is_not(fake_fmnist):
     assert torch.equal(plain.weight[0][0], plain.weight[0][0])
 
 
+def test_weight_plain_is_the_weight_split_as_at_inference(fake_fmnist):
+    """int8 calibration reads it: the weight split's images and labels, never augmented."""
+    bundle = build_data(DataConfig(data_dir=fake_fmnist, num_workers=0))
+    plain = build_data(DataConfig(data_dir=fake_fmnist, num_workers=0, augment=False))
+    assert len(bundle.weight_plain) == len(bundle.weight)
+    for i in range(len(bundle.weight)):
+        image, label = bundle.weight_plain[i]
+        assert label == bundle.weight[i][1]
+        assert torch.equal(image, plain.weight[i][0])
+
+
 def test_loader_batches_have_the_requested_resolution_and_dtypes(fake_fmnist):
     bundle = build_data(DataConfig(data_dir=fake_fmnist, batch_size=6, num_workers=0), 24)
     batches = list(bundle.loader(bundle.weight, train=True, seed=0))

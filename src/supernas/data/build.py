@@ -115,6 +115,7 @@ class DataBundle:
     weight: Dataset[Sample]  # augmented training images that the supernet weights learn from
     arch: Dataset[Sample]  # held-out training images for arch parameters, never augmented
     test: Dataset[Sample]  # used only for the final evaluation
+    weight_plain: Dataset[Sample]  # the weight split without augmentation: int8 calibration
     in_channels: int
     image_size: int  # native side length of the images
     resolution: int  # side length of the images the loaders produce
@@ -356,6 +357,7 @@ def build_data(cfg: DataConfig, resolution: int | None = None) -> DataBundle:
         weight=Subset(source.train.with_transform(train_transform), weight_indices),
         arch=arch,
         test=test,
+        weight_plain=Subset(source.train.with_transform(eval_transform), weight_indices),
         in_channels=source.in_channels,
         image_size=source.image_size,
         resolution=size,
