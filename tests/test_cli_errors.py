@@ -181,7 +181,8 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkey
         (["train.epochs=[1"], r"override 'train.epochs=\[1': the value is not valid YAML"),
         (
             ["search.strategy=dmasking", "search.options.kernel_mixing=bogus"],
-            "dmasking: kernel_mixing 'bogus' is not outputs or weights",
+            "search.strategy dmasking: search.options.kernel_mixing 'bogus' is not one of "
+            "outputs, weights",
         ),
     ],
 )

@@ -69,7 +69,12 @@ CASES = [
     ("unknown-strategy", {}, search("search.strategy=darts"), "unknown strategy 'darts'"),
     ("unknown-space", {}, search("space=imagenet_huge"), "unknown space 'imagenet_huge'"),
     ("unknown-export", {}, search("export=[tflite]"), "export: unknown format 'tflite'"),
-    ("unknown-option", {}, search("search.options={colour: 1}"), "unknown key 'colour'"),
+    (
+        "unknown-option",
+        {},
+        search("search.options={colour: 1}"),
+        "unknown key 'search.options.colour'",
+    ),
     # budgets
     ("budget-nan", {}, search("search.budget.target=.nan"), "must be a positive number"),
     ("budget-zero", {}, search("search.budget.target=0"), "must be a positive number"),
@@ -80,7 +85,7 @@ CASES = [
         "budget-old-option",
         {},
         search("search.strategy=proxyless", "search.options={cost: latency}"),
-        "'cost' was replaced by search.budget.metric",
+        "'search.options.cost' was replaced by search.budget.metric",
     ),
     ("latency-no-lut", {}, search("search.budget.metric=latency"), "needs search.budget.lut"),
     (

@@ -53,7 +53,7 @@ from supernas.rng import derive_seed
 from supernas.rundir import ARCH, CHECKPOINT, RunDir, check_fresh, create_run_dir, exclusive
 from supernas.runtimes import int8_report
 from supernas.space import SPACES, Arch, SearchSpace, arch_from_json, get_space
-from supernas.strategies import STRATEGIES, SearchContext, Strategy
+from supernas.strategies import STRATEGIES, SearchContext, Strategy, read_options
 from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.selection import SelectConfig, select_children
 from supernas.train import (
@@ -210,7 +210,7 @@ class SearchSettings:
     @classmethod
     def of(cls, cfg: RunConfig, space: SearchSpace) -> SearchSettings:
         strategy = STRATEGIES.get(cfg.search.strategy)
-        options = from_dict(strategy.Config, cfg.search.options, "search.options")
+        options = read_options(strategy, cfg.search.options)
         return cls(strategy, options, Budget(cfg.search.budget, space))
 
 
@@ -383,7 +383,7 @@ def _sliced_and_tested(
     """``arch`` cut from ``supernet`` by the run's strategy (BN recalibrated, no training) and
     its test-split accuracy, both at the arch's resolution."""
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
-    options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
+    options = read_options(strategy_cls, cfg.search.options)
     data = build_data(_search_data(cfg), resolution=arch.resolution)
     calibration = data.loader(data.weight, train=True, seed=derive_seed(cfg.seed, "calibration"))
     with torch.random.fork_rng(devices=[]):  # the same augmented batches on every call
@@ -768,7 +768,7 @@ def select(
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     strategy_cls = STRATEGIES.get(cfg.search.strategy)
-    options = from_dict(strategy_cls.Config, cfg.search.options, "search.options")
+    options = read_options(strategy_cls, cfg.search.options)
     select_config, calibration_batches = strategy_cls.selection(options)
     space = run_space(cfg, run_dir)
     budget = Budget(cfg.search.budget, space)

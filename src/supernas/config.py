@@ -105,6 +105,15 @@ def check_ranges(section: str, config: Any, **ranges: tuple[str, ...]) -> None:
                 raise ConfigError(f"{section}.{name} = {value!r} must be {label}")
 
 
+def check_choices(section: str, config: Any, **choices: tuple[str, ...]) -> None:
+    """Refuses a named field of ``config`` that is not one of its choices, e.g.
+    ``check_choices("search.options", self, mode=("two_path", "full"))``."""
+    for name, options in choices.items():
+        value = getattr(config, name)
+        if value not in options:
+            raise ConfigError(f"{section}.{name} {value!r} is not one of {', '.join(options)}")
+
+
 def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 

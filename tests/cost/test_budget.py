@@ -108,7 +108,7 @@ def test_old_recipe_fails_on_the_command_line_before_any_work(tmp_path, capsys):
     assert main(["search", str(recipe), "--run-dir", str(out), "--set", "data.name=synthetic"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "supernas: error: search.options: 'cost' was replaced by "
+        "supernas: error: search.strategy proxyless: 'search.options.cost' was replaced by "
         "search.budget.metric (no cost term: leave search.budget.target unset)"
     )
     assert not out.exists()

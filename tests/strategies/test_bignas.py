@@ -230,7 +230,7 @@ def test_budget_below_the_smallest_child_is_a_clear_error():
     assert parse_budgets("5M, 1.5e7,20k") == [5e6, 1.5e7, 2e4]
     with pytest.raises(ConfigError, match="not a positive number"):
         parse_budgets("5M,ten")
-    with pytest.raises(ConfigError, match="num_random must be >= 0"):
+    with pytest.raises(ConfigError, match="num_random = -1 must be non-negative"):
         BigNAS.Config(num_random=-1)
 
 

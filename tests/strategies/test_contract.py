@@ -16,9 +16,13 @@ an entry runs with its defaults).
 """
 
 import copy
+import dataclasses
 import itertools
+import math
 import random
 import statistics
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +39,7 @@ from supernas.cost.macs import arch_cost
 from supernas.errors import ConfigError
 from supernas.nn import Supernet
 from supernas.space.choices import biggest, sample, smallest
-from supernas.strategies import STRATEGIES, SearchContext
+from supernas.strategies import STRATEGIES, SearchContext, read_options
 from supernas.strategies.selection import SelectConfig
 
 OPTIONS = {
@@ -156,6 +160,42 @@ def test_every_strategy_is_covered():
     """A strategy that needs settings for a tiny search gets them in OPTIONS; others run with
     their defaults. Listing the names here keeps this file honest about what it ran."""
     assert set(NAMES) >= {"random", "dmasking", "proxyless", "fpnas", "bignas", "spos"}
+
+
+def option_fields(config: type, prefix: str = "") -> Iterator[tuple[str, type]]:
+    """(dotted key, type) of every option, nested ones (BigNAS's ``selection``) included."""
+    hints = typing.get_type_hints(config)
+    for field in dataclasses.fields(config):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            yield from option_fields(hint, f"{prefix}{field.name}.")
+        else:
+            yield f"{prefix}{field.name}", hint
+
+
+def nested(key: str, value: object) -> dict:
+    head, _, rest = key.partition(".")
+    return {head: nested(rest, value) if rest else value}
+
+
+BAD_VALUES = {int: [-1], float: [-1.0, math.nan, math.inf], str: ["bogus"]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_option_refuses_nonsense_when_read(name):
+    """Every number refuses -1, NaN and infinity and every named choice an unknown one, each
+    in one line naming the key, when the recipe is read (before any data loads), so no method
+    can crash or run on with a value its paper has no meaning for."""
+    strategy = STRATEGIES.get(name)
+    checked = 0
+    for key, hint in option_fields(strategy.Config):
+        kinds = [t for t in typing.get_args(hint) or (hint,) if t in BAD_VALUES]
+        for value in (v for t in kinds for v in BAD_VALUES[t]):
+            with pytest.raises(ConfigError, match=rf"search\.options\.{key}\b") as error:
+                read_options(strategy, nested(key, value))
+            assert str(error.value).startswith(f"search.strategy {name}: ")
+            checked += 1
+    assert checked >= 3
 
 
 @pytest.mark.parametrize("name", NAMES)

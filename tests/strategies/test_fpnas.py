@@ -376,8 +376,11 @@ def test_resuming_from_the_state_dict_ends_where_an_uninterrupted_run_does():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"min_samples": 5, "max_samples": 3}, "min_samples <= max_samples"),
-        ({"joint_from": 1.5}, r"joint_from 1.5 not in \[0, 1\]"),
+        (
+            {"min_samples": 5, "max_samples": 3},
+            r"max_samples = 3 must be at least min_samples \(5\)",
+        ),
+        ({"joint_from": 1.5}, r"joint_from 1.5 is not in \[0, 1\]"),
         ({"cost_weight": 1.0}, "cost_weight needs search.budget.target"),
     ],
 )

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from supernas.config import from_dict
 from supernas.cost.budget import Budget
 from supernas.errors import BudgetError, ConfigError
 from supernas.nn.supernet import Supernet
@@ -272,3 +273,10 @@ def entropy(logits: Tensor) -> float:
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", ConfigError)
+OPTIONS = "search.options"  # where a recipe holds a strategy's ``Config``
+
+
+def read_options(strategy: type[Strategy], options: dict[str, Any]) -> Any:
+    """``strategy``'s ``Config`` from a recipe's ``search.options``, every key, type and range
+    checked, an error naming the strategy and the whole key (``search.options.arch_lr``)."""
+    return from_dict(strategy.Config, options, f"search.strategy {strategy.name}", f"{OPTIONS}.")

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernas.errors import ConfigError
+from supernas.config import check_ranges
 from supernas.nn.bn import recalibrate_bn
 from supernas.nn.standalone import StandaloneModel, extract_child
 from supernas.nn.supernet import Supernet, resize
@@ -51,7 +51,7 @@ from supernas.rng import derive_seed
 from supernas.space.arch import Arch
 from supernas.space.choices import biggest, sample, smallest
 from supernas.space.space import SearchSpace
-from supernas.strategies.base import STRATEGIES, Batch, Strategy, accumulating
+from supernas.strategies.base import OPTIONS, STRATEGIES, Batch, Strategy, accumulating
 from supernas.strategies.evaluation import evaluate_child
 from supernas.strategies.selection import SelectConfig, select_children
 
@@ -110,13 +110,13 @@ class BigNAS(Strategy):
         selection: SelectConfig = field(default_factory=SelectConfig)
 
         def __post_init__(self) -> None:
-            if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-                raise ConfigError(f"bignas: clip_grad_norm must be > 0, got {self.clip_grad_norm}")
-            if self.num_random < 0 or self.calibration_batches < 1:
-                raise ConfigError(
-                    "bignas: num_random must be >= 0 and calibration_batches >= 1, got "
-                    f"{self.num_random} and {self.calibration_batches}"
-                )
+            check_ranges(
+                OPTIONS,
+                self,
+                positive=("calibration_batches", "clip_grad_norm"),
+                non_negative=("num_random",),
+                fraction=("label_smoothing",),
+            )
 
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from supernas.config import check_ranges
 from supernas.space.arch import Arch
 from supernas.space.choices import sample
-from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.base import OPTIONS, STRATEGIES, Batch, Strategy
 
 
 @STRATEGIES.register("random")
@@ -26,6 +27,11 @@ class RandomSearch(Strategy):
         num_candidates: int = 20  # archs evaluated at derivation
         calibration_batches: int = 10  # training batches to recompute a candidate's BN
         max_draws: int = 10000  # give up finding in-budget archs after this many draws
+
+        def __post_init__(self) -> None:
+            check_ranges(
+                OPTIONS, self, positive=("num_candidates", "calibration_batches", "max_draws")
+            )
 
     def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         arch = sample(self.space, self.rng)

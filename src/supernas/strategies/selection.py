@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from supernas.config import check_ranges
 from supernas.cost.budget import Budget
 from supernas.errors import BudgetError, ConfigError
 from supernas.rng import derive_seed
@@ -44,6 +45,14 @@ class SelectConfig:
     expansion_levels: int = 2
     mutations: int = 20  # fine-stage mutants scored per budget
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ranges(
+            "search.options.selection",
+            self,
+            positive=("width_levels", "depth_levels", "kernel_levels", "expansion_levels"),
+            non_negative=("mutations", "seed"),
+        )
 
 
 _KINDS = (

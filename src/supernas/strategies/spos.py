@@ -31,10 +31,11 @@ from typing import Any
 
 from torch import Tensor
 
+from supernas.config import check_ranges
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import arch_from_choices, choices_of, decisions, sample
-from supernas.strategies.base import STRATEGIES, Batch, Strategy
+from supernas.strategies.base import OPTIONS, STRATEGIES, Batch, Strategy
 
 
 @STRATEGIES.register("spos")
@@ -51,10 +52,17 @@ class SPOS(Strategy):
         max_draws: int = 10000  # give up finding an in-budget child after this many draws
 
         def __post_init__(self) -> None:
-            if self.population < 2 or self.generations < 0 or self.parents < 2:
-                raise ConfigError("spos: need population >= 2, parents >= 2, generations >= 0")
-            if not 0 <= self.mutation_prob <= 1:
-                raise ConfigError(f"spos: mutation_prob {self.mutation_prob} not in [0, 1]")
+            check_ranges(
+                OPTIONS,
+                self,
+                positive=("calibration_batches", "max_draws"),
+                non_negative=("generations",),
+            )
+            for name in ("population", "parents"):  # a crossover needs two parents
+                if getattr(self, name) < 2:
+                    raise ConfigError(f"{OPTIONS}.{name} = {getattr(self, name)} must be >= 2")
+            if not 0 <= self.mutation_prob <= 1:  # NaN too
+                raise ConfigError(f"{OPTIONS}.mutation_prob {self.mutation_prob} is not in [0, 1]")
 
     def step(self, batch: Batch, step: int) -> dict[str, float | Tensor]:
         return self.train_child(batch, sample(self.space, self.rng))

@@ -39,12 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from supernas.config import check_choices, check_ranges
 from supernas.cost.expected import ExpectedCost
-from supernas.cost.penalty import CostPenalty
-from supernas.errors import ConfigError
+from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.space.arch import Arch
 from supernas.space.choices import arch_from_choices, choices_of, decisions
-from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy
+from supernas.strategies.base import OPTIONS, STRATEGIES, Batch, Cadence, Strategy, entropy
 from supernas.strategies.dmasking.relaxed import KERNEL_MIXING, SUBSAMPLING, MaskedForward
 
 log = logging.getLogger(__name__)
@@ -114,16 +114,34 @@ class DMaskingNAS(Strategy):
         }
 
         def __post_init__(self) -> None:
-            if self.subsampling not in SUBSAMPLING:
-                raise ConfigError(
-                    f"dmasking: subsampling {self.subsampling!r} is not nearest or resize"
-                )
-            if self.kernel_mixing not in KERNEL_MIXING:
-                raise ConfigError(
-                    f"dmasking: kernel_mixing {self.kernel_mixing!r} is not outputs or weights"
-                )
-            if not self.temperature > 0:  # NaN too
-                raise ConfigError(f"dmasking: temperature must be positive, got {self.temperature}")
+            check_ranges(
+                OPTIONS,
+                self,
+                positive=(
+                    "arch_every",
+                    "arch_lr",
+                    "temperature",
+                    "reference_epochs",
+                    "calibration_batches",
+                    "max_draws",
+                ),
+                non_negative=(
+                    "warmup_epochs",
+                    "arch_weight_decay",
+                    "temperature_decay",
+                    "cost_alpha",
+                    "cost_beta",
+                    "cost_lambda",
+                    "derive_samples",
+                ),
+            )
+            check_choices(
+                OPTIONS,
+                self,
+                cost_loss=FORMS,
+                subsampling=SUBSAMPLING,
+                kernel_mixing=KERNEL_MIXING,
+            )
 
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)

@@ -61,10 +61,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from supernas.config import check_ranges
 from supernas.errors import ConfigError
 from supernas.space.arch import Arch
 from supernas.space.choices import sample as uniform_sample
-from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy
+from supernas.strategies.base import OPTIONS, STRATEGIES, Batch, Cadence, Strategy
 from supernas.strategies.fpnas.distribution import ArchDistribution, Sample
 
 
@@ -104,12 +105,27 @@ class FPNAS(Strategy):
         }
 
         def __post_init__(self) -> None:
-            if not 1 <= self.min_samples <= self.max_samples:
-                raise ConfigError("fpnas: need 1 <= min_samples <= max_samples")
-            if self.samples < 1 or self.temperature <= 0 or self.entropy_scale <= 0:
-                raise ConfigError("fpnas: samples, temperature and entropy_scale must be > 0")
-            if self.joint_from is not None and not 0 <= self.joint_from <= 1:
-                raise ConfigError(f"fpnas: joint_from {self.joint_from} not in [0, 1]")
+            check_ranges(
+                OPTIONS,
+                self,
+                positive=(
+                    "samples",
+                    "entropy_scale",
+                    "min_samples",
+                    "arch_lr",
+                    "temperature",
+                    "max_draws",
+                    "calibration_batches",
+                ),
+                non_negative=("warmup_epochs", "cost_weight"),
+            )
+            if not self.min_samples <= self.max_samples:
+                raise ConfigError(
+                    f"{OPTIONS}.max_samples = {self.max_samples} must be at least min_samples "
+                    f"({self.min_samples})"
+                )
+            if self.joint_from is not None and not 0 <= self.joint_from <= 1:  # NaN too
+                raise ConfigError(f"{OPTIONS}.joint_from {self.joint_from} is not in [0, 1]")
 
     def __init__(self, supernet, config, context) -> None:
         super().__init__(supernet, config, context)

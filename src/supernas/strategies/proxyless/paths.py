@@ -32,6 +32,8 @@ from supernas.space.space import SearchSpace
 
 Candidate = BlockArch | None  # None: the zero op (the block is skipped)
 
+FIXED = ("biggest", "smallest")  # the resolution, stem and head every path runs at
+
 
 def block_candidates(space: SearchSpace, index: int) -> list[Candidate]:
     """Every op block ``index`` can be, the zero op last."""
@@ -61,7 +63,7 @@ class Frame:
             raise ConfigError(
                 f"proxyless needs blocks that choose freely; space {space.name} ties its stages"
             )
-        if fixed not in ("biggest", "smallest"):
+        if fixed not in FIXED:
             raise ConfigError(f"fixed {fixed!r} is not biggest or smallest")
         base = biggest(space) if fixed == "biggest" else smallest(space)
         size = conv_out_size(base.resolution, space.stem.stride)

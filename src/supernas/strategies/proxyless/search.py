@@ -50,7 +50,6 @@ derived instead, else the smallest child, so no method returns an arch over the 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -58,13 +57,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from supernas.config import check_choices, check_ranges
 from supernas.cost.penalty import FORMS, CostPenalty
 from supernas.errors import ConfigError
 from supernas.rng import derive_seed
 from supernas.space.arch import Arch
-from supernas.strategies.base import STRATEGIES, Batch, Cadence, Strategy, entropy
+from supernas.strategies.base import OPTIONS, STRATEGIES, Batch, Cadence, Strategy, entropy
 from supernas.strategies.proxyless.expected import ExpectedPathCost
-from supernas.strategies.proxyless.paths import BlockPath, Frame, gated_forward
+from supernas.strategies.proxyless.paths import FIXED, BlockPath, Frame, gated_forward
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,25 @@ class ProxylessNAS(Strategy):
             "lut": "search.budget.lut",
         }
 
+        def __post_init__(self) -> None:
+            check_ranges(
+                OPTIONS,
+                self,
+                positive=("arch_lr", "arch_every", "samples", "max_draws"),
+                non_negative=(
+                    "loss_alpha",
+                    "loss_beta",
+                    "loss_lambda",
+                    "warmup_epochs",
+                    "init_std",
+                    "reward_exponent",
+                ),
+                fraction=("label_smoothing", "baseline_decay"),
+            )
+            check_choices(OPTIONS, self, mode=MODES, loss=FORMS, fixed=FIXED)
+
     def __init__(self, supernet, config: Config, context) -> None:
         super().__init__(supernet, config, context)
-        _check(config)
         self.frame = Frame.of(self.space, config.fixed)
         self.cadence = Cadence.of(config.warmup_epochs, config.arch_every, context.steps_per_epoch)
         self.target = self._target()
@@ -303,14 +319,3 @@ class ProxylessNAS(Strategy):
                 alpha.copy_(saved)
         self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.baseline = state["baseline"]
-
-
-def _check(config: ProxylessNAS.Config) -> None:
-    if config.mode not in MODES:
-        raise ConfigError(f"proxyless mode {config.mode!r} is not one of {', '.join(MODES)}")
-    if config.loss not in FORMS:
-        raise ConfigError(f"proxyless loss {config.loss!r} is not one of {', '.join(FORMS)}")
-    if config.samples < 1:
-        raise ConfigError("proxyless samples must be at least 1")
-    if not math.isfinite(config.arch_lr) or config.arch_lr <= 0:
-        raise ConfigError("proxyless arch_lr must be positive")
