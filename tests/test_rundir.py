@@ -7,7 +7,7 @@ import pytest
 from runs import overrides
 from supernas.cli import main
 from supernas.errors import ConfigError
-from supernas.rundir import LOCK, create_run_dir, exclusive
+from supernas.rundir import LOCK, create_run_dir, discard_unstarted, exclusive
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
@@ -57,3 +57,35 @@ def test_a_new_run_never_writes_over_a_finished_one(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert (run / "config.yaml").read_text() == "seed: 0\n"
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_run_stopped_by_a_user_error_before_its_first_step_leaves_nothing(
+    tmp_path, capsys, existed
+):
+    """The batch is only found too large once the data is read, after the run directory was
+    made: the directory goes again (an empty one given by the user stays), so the same
+    command with the mistake fixed runs in it."""
+    run = tmp_path / "run"
+    if existed:
+        run.mkdir()
+    too_big = overrides("data.synthetic_train=64", "data.batch_size=64")
+    assert main(["-q", "search", "--run-dir", str(run), *too_big]) == 2
+    assert "fewer than batch_size 64" in capsys.readouterr().err
+    assert run.is_dir() == existed and (not existed or not any(run.iterdir()))
+
+
+def test_a_run_with_more_than_its_settings_is_never_discarded(tmp_path):
+    (tmp_path / "search").mkdir()
+    for name in ("config.yaml", "space.yaml", LOCK):
+        (tmp_path / name).write_text("x")
+    discard_unstarted(tmp_path, created=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        LOCK,
+        "config.yaml",
+        "search",
+        "space.yaml",
+    ]
+    (tmp_path / "search").rmdir()
+    discard_unstarted(tmp_path, created=True)
+    assert not tmp_path.exists()

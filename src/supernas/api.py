@@ -43,14 +43,22 @@ from supernas.cost.latency_build import (
 )
 from supernas.cost.macs import arch_cost
 from supernas.data import DataBundle, DataConfig, build_data, data_shape
-from supernas.errors import CheckpointError, ConfigError
+from supernas.errors import CheckpointError, ConfigError, SupernasError
 from supernas.export import check_installed, export_model
 from supernas.nn import Supernet, build_model
 from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, plot_latency_check, write_report
 from supernas.rng import derive_seed
-from supernas.rundir import ARCH, CHECKPOINT, RunDir, check_fresh, create_run_dir, exclusive
+from supernas.rundir import (
+    ARCH,
+    CHECKPOINT,
+    RunDir,
+    check_fresh,
+    create_run_dir,
+    discard_unstarted,
+    exclusive,
+)
 from supernas.runtimes import int8_report
 from supernas.space import SPACES, Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext, Strategy, read_options
@@ -120,7 +128,9 @@ def _own_run_dir(
     env: DistEnv,
 ) -> Iterator[Path]:
     """The run's directory for as long as the run writes it: a new one when not given, an
-    empty one for a new run, and locked on rank 0 (another process's run is refused)."""
+    empty one for a new run, and locked on rank 0 (another process's run is refused). A new
+    run that stops on a user error before its first step leaves no directory behind."""
+    created = run_dir is None or not Path(run_dir).exists()
     if env.is_main:
         if run_dir is None:
             run_dir = new_run_dir(cfg, kind)
@@ -132,7 +142,12 @@ def _own_run_dir(
             write_config(run_dir, cfg)
             space_yaml = yaml.safe_dump(space.to_dict(), sort_keys=False)
             atomic_write_text(RunDir(run_dir).space, space_yaml)
-        yield run_dir
+        try:
+            yield run_dir
+        except SupernasError:
+            if env.is_main and not resume:  # under the lock: only this run's files go
+                discard_unstarted(run_dir, created)
+            raise
 
 
 def run_space(cfg: RunConfig, run_dir: Path | None = None) -> SearchSpace:

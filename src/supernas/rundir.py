@@ -66,6 +66,20 @@ def check_fresh(run_dir: Path) -> None:
         )
 
 
+def discard_unstarted(run_dir: Path, created: bool) -> None:
+    """Removes what a run wrote before it stopped on a user error (a batch larger than the data,
+    say) when that is only its settings: nothing to resume or lose, and the same ``--run-dir``
+    is free again. A directory holding anything else is left as it is."""
+    files = RunDir(run_dir)
+    unstarted = {files.config.name, files.space.name, LOCK}
+    if not run_dir.is_dir() or any(p.name not in unstarted for p in run_dir.iterdir()):
+        return
+    for name in unstarted:
+        (run_dir / name).unlink(missing_ok=True)
+    if created:
+        run_dir.rmdir()
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path) -> Iterator[None]:
     """Holds ``run_dir``'s lock while the block runs; another process holding it is a
