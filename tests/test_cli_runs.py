@@ -182,6 +182,16 @@ def test_train_then_eval_export_report(tmp_path, capsys):
     (run_dir / "summary.json").write_text('{"test_top1": 0.9')  # cut short
     assert main(["-q", "report", str(run_dir)]) == 2
     assert "summary.json is damaged: it is not JSON" in capsys.readouterr().err
+    (run_dir / "summary.json").write_text("[1, 2, 3]")  # JSON, of the wrong shape
+    assert main(["-q", "report", str(run_dir)]) == 2
+    assert "summary.json is damaged: it holds no JSON dict" in capsys.readouterr().err
+    (run_dir / "summary.json").write_text("{}")
+    (run_dir / "candidates.json").write_text('{"a": 1}')
+    assert main(["-q", "report", str(run_dir)]) == 2
+    assert "candidates.json is damaged: it holds no JSON list" in capsys.readouterr().err
+    (run_dir / "candidates.json").write_text('["a"]')
+    assert main(["-q", "report", str(run_dir)]) == 2
+    assert "candidates.json is damaged: an entry is not a dict" in capsys.readouterr().err
 
 
 def test_train_takes_the_space_its_arch_file_names(tmp_path):

@@ -292,8 +292,8 @@ def run_search_phase(
     files = RunDir(run_dir)
     arch_path = files.arch
     if resume and arch_path.is_file():
-        candidates = _read_json(files.candidates, [])
-        warnings = _read_json(files.search_warnings, [])
+        candidates = _read_json(files.candidates, [], dict)
+        warnings = _read_json(files.search_warnings, [], str)
         return SearchOutcome(arch_from_json(space, arch_path.read_text()), candidates, warnings)
     settings = SearchSettings.of(cfg, space)
     data = build_data(_search_data(cfg), resolution=max(space.resolutions))
@@ -651,14 +651,23 @@ def _with_arch_space(cfg: RunConfig, arch_path: Path) -> RunConfig:
     return dataclasses.replace(cfg, space=named)
 
 
-def _read_json(path: Path, default: Any) -> Any:
-    """A run's JSON file, ``default`` when absent; a damaged one is a one-line error."""
+def _read_json(path: Path, default: Any, items: type | None = None) -> Any:
+    """A run's JSON file, ``default`` when absent. A damaged one (not JSON, or not an object
+    or list like ``default``, or a list with an item that is not ``items``) is a one-line
+    error, not a crash in whatever reads it next."""
     if not path.is_file():
         return default
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ConfigError(f"{path} is damaged: it is not JSON") from None
+    if default is None:
+        return value
+    if not isinstance(value, type(default)):
+        raise ConfigError(f"{path} is damaged: it holds no JSON {type(default).__name__}")
+    if items is not None and not all(isinstance(item, items) for item in value):
+        raise ConfigError(f"{path} is damaged: an entry is not a {items.__name__}")
+    return value
 
 
 def load_arch(space: SearchSpace, path: Path) -> Arch:
@@ -762,8 +771,10 @@ def report(run_dir: Path) -> Path:
     arch_path = files.arch
     rows = _arch_rows(space, load_arch(space, arch_path)) if arch_path.is_file() else []
     candidates_path = files.candidates
-    candidates = _read_json(candidates_path, [])
+    candidates = _read_json(candidates_path, [], dict)
     selection = _read_json(files.selection, {}).get("chosen", [])
+    if not isinstance(selection, list) or not all(isinstance(c, dict) for c in selection):
+        raise ConfigError(f"{files.selection} is damaged: its chosen children are not a list")
     lut = cfg.search.budget.lut if cfg.search.budget.metric == "latency" else None
     latency_check = _read_json(check_path(lut), None) if lut else None
     return write_report(run_dir, summary, rows, candidates, selection, latency_check)
