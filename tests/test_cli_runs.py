@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from runs import cli_env, free_port, kill_after, overrides, supernas, write_smallest_arch
@@ -179,6 +180,15 @@ def test_train_then_eval_export_report(tmp_path, capsys):
     assert "fp32_openvino_agreement: " in printed and "int8_onnxruntime_ms: " in printed
     assert main(["-q", "report", str(run_dir)]) == 0
     assert capsys.readouterr().out.strip().endswith("report.md")
+    image = tmp_path / "image.png"
+    Image.new("L", (28, 28), 128).save(image)
+    contract = run_dir / "preprocessing.json"
+    whole = json.loads(contract.read_text())
+    for model in (run_dir, out / "model.onnx"):
+        assert main(["-q", "predict", str(model), str(image)]) == 0
+    contract.write_text(json.dumps({**whole, "classes": whole["classes"][:1]}))
+    assert main(["-q", "predict", str(run_dir), str(image)]) == 2
+    assert "names 1 classes, the model has 10" in capsys.readouterr().err
     (run_dir / "summary.json").write_text('{"test_top1": 0.9')  # cut short
     assert main(["-q", "report", str(run_dir)]) == 2
     assert "summary.json is damaged: it is not JSON" in capsys.readouterr().err

@@ -46,7 +46,14 @@ from supernas.data import DataBundle, DataConfig, build_data, data_shape
 from supernas.errors import CheckpointError, ConfigError, SupernasError
 from supernas.export import check_installed, export_model
 from supernas.nn import Supernet, build_model
-from supernas.predict import Prediction, check_contract, onnx_contract, predictions, preprocess
+from supernas.predict import (
+    Prediction,
+    check_contract,
+    check_fits,
+    onnx_contract,
+    predictions,
+    preprocess,
+)
 from supernas.recipe import RunConfig, search_schedule
 from supernas.report import plot_cost_accuracy, plot_latency_check, write_report
 from supernas.rng import derive_seed
@@ -887,11 +894,12 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
     if missing:
         raise ConfigError(f"image file {missing[0]} does not exist")
     if source.is_dir():
-        _, _, _, model = load_trained(source)
+        _, space, _, model = load_trained(source)
         path = RunDir(source).preprocessing
         if not path.is_file():
             raise ConfigError(f"{path} is missing: the run ended before its model was written")
         contract = check_contract(_read_json(path, None), str(path))
+        check_fits(contract, space.in_channels, space.num_classes, str(path))
         batch = preprocess(images, contract)
         with torch.no_grad():
             logits = model.eval()(batch)
@@ -903,8 +911,10 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
                 "an ONNX model needs onnxruntime: pip install 'supernas[export]'"
             ) from None
         contract = onnx_contract(source)
-        batch = preprocess(images, contract)
         session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+        (inputs,), (outputs,) = session.get_inputs(), session.get_outputs()
+        check_fits(contract, inputs.shape[1], outputs.shape[1], str(source))
+        batch = preprocess(images, contract)
         (output,) = session.run(None, {"images": batch.numpy()})
         logits = torch.from_numpy(output)
     else:

@@ -32,17 +32,61 @@ class Prediction:
     probability: float
 
 
+CHANNELS = {"L": 1, "RGB": 3}
+
+
 def check_contract(contract: Any, where: str) -> dict[str, Any]:
-    """The contract, or a one-line error naming its source when a key is missing."""
+    """The contract, or a one-line error naming its source when a key is missing or a value
+    cannot be what the model was trained with."""
     if not isinstance(contract, dict):
         raise ConfigError(f"{where}: the preprocessing is not a mapping")
     missing = [key for key in CONTRACT_KEYS if key not in contract]
     if missing:
         raise ConfigError(f"{where}: the preprocessing has no {missing[0]!r}")
-    if contract["channels"] not in ("L", "RGB"):
-        channels = contract["channels"]
+    channels = contract["channels"]
+    if channels not in CHANNELS:
         raise ConfigError(f"{where}: preprocessing channels {channels!r} is not L or RGB")
+    for key in ("mean", "std"):
+        values = contract[key]
+        if not _numbers(values) or len(values) != CHANNELS[channels]:
+            raise ConfigError(
+                f"{where}: preprocessing {key} {values!r} is not {CHANNELS[channels]} number(s) "
+                f"for channels {channels}"
+            )
+    for key in ("resize_shorter_side", "center_crop"):
+        if (
+            isinstance(contract[key], bool)
+            or not isinstance(contract[key], int)
+            or contract[key] < 1
+        ):
+            raise ConfigError(f"{where}: preprocessing {key} {contract[key]!r} is not a size")
+    classes = contract["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"{where}: preprocessing classes {classes!r} is not a list of names")
     return contract
+
+
+def _numbers(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    )
+
+
+def check_fits(contract: dict[str, Any], in_channels: Any, num_classes: Any, where: str) -> None:
+    """Refuses a contract whose channels or classes are not the model's (a file edited or
+    taken from another run), before an image goes in; a size an ONNX graph leaves symbolic
+    (not an int) is not compared."""
+    channels = CHANNELS[contract["channels"]]
+    if isinstance(in_channels, int) and channels != in_channels:
+        raise ConfigError(
+            f"{where}: preprocessing channels {contract['channels']} give {channels} channel(s), "
+            f"the model takes {in_channels}"
+        )
+    if isinstance(num_classes, int) and len(contract["classes"]) != num_classes:
+        raise ConfigError(
+            f"{where}: the preprocessing names {len(contract['classes'])} classes, the model "
+            f"has {num_classes}"
+        )
 
 
 def onnx_contract(path: Path) -> dict[str, Any]:
