@@ -178,6 +178,7 @@ def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkey
         (["train.label_smoothing=-0.1"], "train.label_smoothing = -0.1 must be in"),
         (["seed=-1"], "run.seed = -1 must be non-negative"),
         (["search.budget.target=.nan"], "search.budget.target must be a positive number"),
+        (["seed=4294967296"], r"run.seed = 4294967296 must be below 2\*\*32"),
         (["train.epochs=[1"], r"override 'train.epochs=\[1': the value is not valid YAML"),
         (
             ["search.strategy=dmasking", "search.options.kernel_mixing=bogus"],

@@ -89,6 +89,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_ranges("run", self, non_negative=("seed",), positive=("timeout_s",))
+        if self.seed >= 2**32:  # NumPy's generators take no more
+            raise ConfigError(f"run.seed = {self.seed} must be below 2**32")
         unknown = [name for name in self.export if name not in EXPORT_FORMATS]
         if unknown:  # found here, not after the search and the training
             raise ConfigError(

@@ -51,8 +51,10 @@ def test_resolution_below_total_stride_is_impossible():
 def test_malformed_space_file(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("name: x\nblocks: [1, 2\n")
-    with pytest.raises(SpaceError, match="cannot read space file"):
+    with pytest.raises(SpaceError, match=r"space.yaml is not valid YAML \(line 3\)$"):
         SearchSpace.from_yaml(path)
+    with pytest.raises(SpaceError, match="cannot read space file .*: No such file or directory"):
+        SearchSpace.from_yaml(tmp_path / "none.yaml")
 
 
 def test_count_archs_small_space_by_hand():
@@ -77,7 +79,9 @@ def _changed(section: str, field: str, value):
         ("stem", "kernel_size", 0, "stem: kernel size 0 must be odd"),
         ("blocks", "kernel_sizes", [3, 4], r"block 1 \(stage 2\): kernel size 4 must be odd"),
         ("blocks", "out_channels", [16.0, 24], "out_channels 16.0 must be a positive integer"),
-        ("blocks", "expansions", [0, 3], "expansions 0 must be a positive number"),
+        ("blocks", "expansions", [0, 3], "expansions 0 must be a finite positive number"),
+        ("blocks", "expansions", [float("inf")], "expansions inf must be a finite positive"),
+        ("blocks", "expansions", [float("nan")], "expansions nan must be a finite positive"),
         ("blocks", "attentions", ["sq"], "attention 'sq' must be none, se or splat"),
         ("blocks", "stride", True, "stride True not in"),
         ("space", "width_divisor", 0, "width_divisor 0 must be a positive integer"),

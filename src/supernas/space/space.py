@@ -156,8 +156,14 @@ class SearchSpace:
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         try:
             data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
-            raise SpaceError(f"cannot read space file {path}: {error}") from None
+        except OSError as error:
+            raise SpaceError(f"cannot read space file {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise SpaceError(f"space file {path} is not UTF-8 text") from None
+        except yaml.YAMLError as error:
+            line = getattr(getattr(error, "problem_mark", None), "line", None)
+            at = f" (line {line + 1})" if line is not None else ""
+            raise SpaceError(f"space file {path} is not valid YAML{at}") from None
         if not isinstance(data, dict):
             raise SpaceError(f"space file {path} does not hold a mapping")
         return cls.from_dict(data)
@@ -235,8 +241,8 @@ def _check_options(where: str, name: str, options: tuple, allowed=None, integer=
         if allowed is not None:
             _check(option in allowed, f"{where}: {name} {option!r} not in {allowed}")
             continue
-        kind = "a positive integer" if integer else "a positive number"
-        valid = _is_int(option) if integer else _is_number(option)
+        kind = "a positive integer" if integer else "a finite positive number"
+        valid = _is_int(option) if integer else _is_number(option) and math.isfinite(option)
         _check(valid and option > 0, f"{where}: {name} {option!r} must be {kind}")
 
 
