@@ -241,3 +241,10 @@ def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(api, "write_config", full)
     err = _error(capsys, ["search", "--run-dir", str(tmp_path / "run")])
     assert err == f"supernas: error: No space left on device: {tmp_path / 'run' / 'config.yaml'}"
+
+
+def test_the_cli_names_the_runtimes_and_precisions_a_table_can_have():
+    from supernas import cli
+    from supernas.runtimes import PRECISIONS, TIMED_RUNTIMES
+
+    assert (cli.RUNTIMES, cli.PRECISIONS) == (TIMED_RUNTIMES, PRECISIONS)

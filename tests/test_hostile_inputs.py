@@ -40,8 +40,9 @@ def _table(**change) -> str:
         data["entries"] = {key: float("nan") for key in entries}
     elif change.get("entries") == "negative":
         data["entries"] = {key: -40.0 for key in entries}
-    if "overhead_ms" in change:
-        data["overhead_ms"] = change["overhead_ms"]
+    for key in ("overhead_ms", "space"):
+        if key in change:
+            data[key] = change[key]
     return json.dumps(data)
 
 
@@ -129,7 +130,7 @@ CASES = [
             ("blocks", "attentions", ["sq"], "attention 'sq' must be none, se or splat"),
         ]
     ),
-    ("space-not-utf8", {"s.yaml": b"\xff"}, search("space={tmp}/s.yaml"), "cannot read space"),
+    ("space-not-utf8", {"s.yaml": b"\xff"}, search("space={tmp}/s.yaml"), "is not UTF-8 text"),
     # archs
     *(
         (
@@ -201,6 +202,36 @@ CASES = [
         {},
         ["latency", "build", "--space", "fmnist_small", "--repeats", "0", "--out", "{tmp}/o"],
         "repeats must be at least 1",
+    ),
+    (
+        "latency-threads-0",
+        {},
+        ["latency", "build", "--space", "fmnist_small", "--threads", "0", "--out", "{tmp}/o"],
+        "--threads must be at least 1, got 0",
+    ),
+    (
+        "latency-spread-inf",
+        {},
+        ["latency", "build", "--space", "fmnist_small", "--spread", "inf", "--out", "{tmp}/o"],
+        "spread must be a finite number of seconds",
+    ),
+    (
+        "latency-out-folder",
+        {"d/x": "x"},
+        ["latency", "build", "--space", "fmnist_small", "--out", "{tmp}/d"],
+        "--out {tmp}/d is a folder",
+    ),
+    (
+        "latency-out-under-a-file",
+        {"f": "x"},
+        ["latency", "build", "--space", "fmnist_small", "--out", "{tmp}/f/lut.json"],
+        "{tmp}/f",
+    ),
+    (
+        "check-field-of-another-type",
+        {"lut.json": _table(space=5)},
+        ["latency", "check", "--lut", "{tmp}/lut.json"],
+        "space = 5 is not str",
     ),
     (
         "check-all-nan",

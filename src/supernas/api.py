@@ -860,10 +860,18 @@ def build_latency_table(
 ) -> LatencyTable:
     """Measures the latency table of ``space`` in ``runtime`` and ``precision`` on this
     machine's ``device`` and writes it."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the table's file name")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"--out: cannot write in {out.parent}")
     threads = threads or torch.get_num_threads()
     deployment = Deployment(runtime, precision, latency_device(device), threads)
     table = build_table(get_space(space), deployment, timing or Timing(), progress=True)
-    table.save(out)
+    atomic_write_text(out, table.to_json())
     return table
 
 

@@ -24,6 +24,10 @@ from pathlib import Path
 from supernas import __version__
 from supernas.errors import Interrupted, SupernasError
 
+# `supernas.runtimes.TIMED_RUNTIMES` and `PRECISIONS`, restated so that --help imports no torch
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")
+
 EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
     "  supernas space show bignas --yaml > bignas.yaml\n"
@@ -170,14 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     build.add_argument(
         "--runtime",
-        choices=["torch", "onnxruntime", "openvino"],
+        choices=RUNTIMES,
         default="torch",
         help="what times the layers: torch eager, or each layer exported to ONNX and run in "
         "ONNX Runtime or OpenVINO as the exported model will be (needs supernas[deploy])",
     )
     build.add_argument(
         "--precision",
-        choices=["fp32", "int8"],
+        choices=PRECISIONS,
         default="fp32",
         help="int8: each layer quantized as 'supernas export --format onnx-int8' quantizes "
         "(ONNX runtimes only)",
@@ -202,8 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--lut", type=Path, required=True, help="table JSON")
     check.add_argument("--archs", type=int, default=20, help="random archs to measure")
     check.add_argument("--space", help="space YAML file, if the table's space is not a preset")
-    check.add_argument("--runtime", help="refuse a table measured in another runtime")
-    check.add_argument("--precision", help="refuse a table measured in another precision")
+    check.add_argument(
+        "--runtime", choices=RUNTIMES, help="refuse a table measured in another runtime"
+    )
+    check.add_argument(
+        "--precision", choices=PRECISIONS, help="refuse a table measured in another precision"
+    )
     return parser
 
 

@@ -132,7 +132,7 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
         ({"entries": {}}, "no entries"),
         ({"overhead_ms": float("inf")}, "overhead_ms is inf, not finite"),
         ({"batch_size": 0}, "batch_size is 0, not a positive integer"),
-        ({"repeats": 2.5}, "repeats is 2.5, not a positive integer"),
+        ({"repeats": 2.5}, "repeats = 2.5 is not int"),
     ],
 )
 def test_a_table_that_cannot_be_true_is_refused_on_load(table, tmp_path, change, message):

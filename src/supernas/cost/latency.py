@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from supernas.config import from_dict
 from supernas.errors import ConfigError
 from supernas.runtimes import PRECISIONS, TIMED_RUNTIMES
 from supernas.space.arch import Arch
@@ -219,8 +220,8 @@ class LatencyTable:
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise ConfigError(f"{path} is not a supernas latency table (format {FORMAT})")
         try:
-            table = cls(**data)
-        except TypeError as error:
+            table = from_dict(cls, data, f"latency table {path}")  # each field's type checked
+        except TypeError as error:  # a field missing
             raise ConfigError(f"malformed latency table {path}: {error}") from None
         table.validate(str(path))
         return table

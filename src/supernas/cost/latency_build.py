@@ -35,6 +35,7 @@ import ctypes
 import dataclasses
 import functools
 import itertools
+import math
 import random
 import statistics
 import time
@@ -81,8 +82,8 @@ class Timing:
                 raise ConfigError(f"latency timing: {name} must be at least 1")
         if self.warmup < 0:
             raise ConfigError("latency timing: warmup must be at least 0")
-        if not self.spread_s >= 0:
-            raise ConfigError("latency timing: spread must be at least 0 seconds")
+        if not 0 <= self.spread_s < math.inf:
+            raise ConfigError("latency timing: spread must be a finite number of seconds >= 0")
 
     @classmethod
     def of(cls, table: LatencyTable) -> Timing:
