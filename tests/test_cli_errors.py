@@ -84,6 +84,21 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     assert "corrupt" in _error(capsys, ["eval", str(run)])
     save_checkpoint(run / "train" / "checkpoint.pt", {"step": 1})
     assert main(["eval", str(run)]) == 2
+    capsys.readouterr()
+    for task in ({"model": 5}, {"model": {}, "ema": 5}, {"ema": {"module": [1]}}):
+        save_checkpoint(run / "train" / "checkpoint.pt", {"step": 1, "task": task})
+        assert "holds no trained model weights" in _error(capsys, ["eval", str(run)])
+    arch = tmp_path / "arch.json"
+    arch.write_text((run / "arch.json").read_text())
+    err = _error(capsys, ["train", "--resume", str(run), "--arch", str(arch)])
+    assert "drop the recipe, --set and --arch" in err
+
+
+def test_an_arch_nested_too_deeply_is_one_line(tmp_path, capsys):
+    arch = tmp_path / "a.json"
+    arch.write_text("[" * 100_000)
+    err = _error(capsys, ["train", "--arch", str(arch)])
+    assert "malformed arch JSON: nested too deeply" in err
 
 
 def test_arch_from_another_space(tmp_path, capsys):

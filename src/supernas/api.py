@@ -647,7 +647,7 @@ def _with_arch_space(cfg: RunConfig, arch_path: Path) -> RunConfig:
     arch of another preset then trains without ``--set space=``."""
     try:
         named = json.loads(arch_path.read_text()).get("space")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return cfg  # load_arch says what is wrong with the file
     default = RunConfig.__dataclass_fields__["space"].default
     if cfg.space != default or not isinstance(named, str) or named == default:
@@ -700,7 +700,8 @@ def load_trained(run_dir: Path) -> tuple[RunConfig, SearchSpace, Arch, torch.nn.
     task_state = load_checkpoint(path).get("task")
     weights = None
     if isinstance(task_state, dict):
-        weights = task_state["ema"]["module"] if "ema" in task_state else task_state.get("model")
+        ema = task_state.get("ema", {"module": task_state.get("model")})  # the EMA if kept
+        weights = ema.get("module") if isinstance(ema, dict) else None
     if not isinstance(weights, dict):
         raise CheckpointError(f"checkpoint {path} holds no trained model weights")
     try:

@@ -285,9 +285,10 @@ def _config(args):
     from supernas.recipe import load_run_config
 
     if args.resume is not None:
-        if args.recipe or args.overrides or args.data_dir:
+        if args.recipe or args.overrides or args.data_dir or getattr(args, "arch", None):
             raise SupernasError(
-                "--resume continues a run with its own config.yaml; drop the recipe and --set"
+                "--resume continues a run with its own config.yaml and arch.json; drop the "
+                "recipe, --set and --arch"
             )
         return read_config(args.resume), args.resume, True
     overrides = list(args.overrides)

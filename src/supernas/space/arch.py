@@ -162,6 +162,8 @@ def arch_from_json(space: SearchSpace, text: str) -> Arch:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ArchError(f"malformed arch JSON: {error}") from None
+    except RecursionError:
+        raise ArchError("malformed arch JSON: nested too deeply") from None
     return arch_from_dict(space, data)
 
 
