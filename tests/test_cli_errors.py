@@ -162,6 +162,13 @@ def test_an_export_without_its_packages_fails_before_any_work(
     assert not run.exists()
 
 
+def test_an_unknown_export_format_is_refused_before_the_run_is_read(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path / "none"), "--format", "onnx", "tflite"])
+    assert exit_info.value.code == 2
+    assert "argument --format: invalid choice: 'tflite'" in capsys.readouterr().err
+
+
 def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, monkeypatch):
     import supernas.cli as cli
 
@@ -258,8 +265,9 @@ def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     assert err == f"supernas: error: No space left on device: {tmp_path / 'run' / 'config.yaml'}"
 
 
-def test_the_cli_names_the_runtimes_and_precisions_a_table_can_have():
+def test_the_cli_names_the_runtimes_precisions_and_formats_there_are():
     from supernas import cli
     from supernas.runtimes import PRECISIONS, TIMED_RUNTIMES
 
     assert (cli.RUNTIMES, cli.PRECISIONS) == (TIMED_RUNTIMES, PRECISIONS)
+    assert cli.EXPORT_FORMATS == EXPORT_FORMATS

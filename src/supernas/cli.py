@@ -24,9 +24,11 @@ from pathlib import Path
 from supernas import __version__
 from supernas.errors import Interrupted, SupernasError
 
-# `supernas.runtimes.TIMED_RUNTIMES` and `PRECISIONS`, restated so that --help imports no torch
+# `supernas.runtimes.TIMED_RUNTIMES` and `PRECISIONS` and `supernas.export.FORMATS`, restated
+# so that --help imports no torch (a test keeps them equal)
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")
+EXPORT_FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export", "state-dict")
 
 EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
@@ -144,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         nargs="+",
         default=["onnx"],
+        choices=EXPORT_FORMATS,
         help="onnx, onnx-int8 (static int8 of the ONNX model, calibrated on the training split; "
         "its test top-1, size and latency against fp32 are printed), torchscript, torch-export, "
         "state-dict",

@@ -230,6 +230,10 @@ def test_budget_below_the_smallest_child_is_a_clear_error():
     assert parse_budgets("5M, 1.5e7,20k") == [5e6, 1.5e7, 2e4]
     with pytest.raises(ConfigError, match="not a positive number"):
         parse_budgets("5M,ten")
+    with pytest.raises(ConfigError, match="'1e999' is not a positive number"):
+        parse_budgets("5M,1e999")
+    with pytest.raises(ConfigError, match="'5000k' is given twice"):
+        parse_budgets("5M,5000k")
     with pytest.raises(ConfigError, match="num_random = -1 must be non-negative"):
         BigNAS.Config(num_random=-1)
 

@@ -20,6 +20,7 @@ needs no data and tests can drive it with a fake score.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -132,8 +133,10 @@ def parse_budgets(text: str) -> list[float]:
             value = float(match.group(1)) * scale[match.group(2).lower()] if match else None
         except ValueError:
             value = None
-        if value is None or value <= 0:
+        if value is None or not 0 < value < math.inf:
             raise ConfigError(f"budget {item.strip()!r} is not a positive number like 5M or 1.8")
+        if value in budgets:
+            raise ConfigError(f"budget {item.strip()!r} is given twice")
         budgets.append(value)
     return budgets
 
