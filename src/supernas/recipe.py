@@ -85,7 +85,9 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # the final model
-    export: list[str] = dataclasses.field(default_factory=lambda: list(EXPORT_FORMATS))
+    export: list[str] = dataclasses.field(  # onnx-int8 is asked for: it times the model too
+        default_factory=lambda: [name for name in EXPORT_FORMATS if name != "onnx-int8"]
+    )
 
     def __post_init__(self) -> None:
         check_ranges("run", self, non_negative=("seed",), positive=("timeout_s",))
