@@ -59,6 +59,18 @@ CASES = [
     ("recipe-not-yaml", {"r.yaml": "a: [1"}, ["search", "{tmp}/r.yaml", *RUN], "not valid YAML"),
     ("recipe-a-list", {"r.yaml": "- 1\n"}, ["search", "{tmp}/r.yaml", *RUN], "must hold a mapping"),
     ("recipe-missing", {}, ["search", "{tmp}/none.yaml", *RUN], "cannot read recipe"),
+    (
+        "recipe-a-second-setting",
+        {},
+        ["search", *RUN, "--set", "seed=1", "train.epochs=1"],
+        "looks like a setting: each --set takes one key=value (--set train.epochs=1)",
+    ),
+    (
+        "config-not-a-mapping",
+        {"r.yaml": "train: 5\n"},
+        ["search", "{tmp}/r.yaml", *RUN],
+        "train must be a mapping",
+    ),
     ("unknown-key", {}, search("train.epochz=3"), "unknown key 'train.epochz'"),
     ("wrong-type", {}, search("train.epochs=many"), "train.epochs = 'many' is not int"),
     ("override-not-yaml", {}, search("train.epochs=[1"), "the value is not valid YAML"),
@@ -177,6 +189,12 @@ CASES = [
         {"x.onnx": "x"},
         ["predict", "{tmp}/x.onnx", "{tmp}/none.png"],
         "image file {tmp}/none.png does not exist",
+    ),
+    (
+        "predict-image-is-a-folder",
+        {"x.onnx": "x", "d/i.png": "x"},
+        ["predict", "{tmp}/x.onnx", "{tmp}/d"],
+        "image file {tmp}/d is a folder, not an image file",
     ),
     (
         "predict-not-onnx",

@@ -188,7 +188,7 @@ def read_config(run_dir: Path) -> RunConfig:
     path = RunDir(run_dir).config
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a supernas run directory (no config.yaml)")
-    return from_dict(RunConfig, load_yaml(path), str(path))
+    return from_dict(RunConfig, load_yaml(path, "run config"), str(path))
 
 
 def _check_data_fits(space: SearchSpace, in_channels: int, num_classes: int) -> None:
@@ -901,7 +901,8 @@ def predict(source: Path, images: list[Path]) -> list[Prediction]:
     source = Path(source)
     missing = [image for image in images if not Path(image).is_file()]
     if missing:
-        raise ConfigError(f"image file {missing[0]} does not exist")
+        what = "is a folder, not an image file" if Path(missing[0]).is_dir() else "does not exist"
+        raise ConfigError(f"image file {missing[0]} {what}")
     if source.is_dir():
         _, space, _, model = load_trained(source)
         path = RunDir(source).preprocessing

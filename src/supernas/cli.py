@@ -297,7 +297,13 @@ def _config(args):
     overrides = list(args.overrides)
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir}")
-    return load_run_config(args.recipe, overrides), args.run_dir, False
+    recipe = args.recipe
+    if recipe is not None and "=" in str(recipe) and not Path(recipe).exists():
+        raise SupernasError(
+            f"recipe {recipe} does not exist and looks like a setting: each --set takes one "
+            f"key=value (--set {recipe})"
+        )
+    return load_run_config(recipe, overrides), args.run_dir, False
 
 
 def _print_result(result) -> None:

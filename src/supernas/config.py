@@ -30,7 +30,8 @@ T = TypeVar("T")
 def from_dict(cls: type[T], data: Any, where: str = "config", prefix: str = "") -> T:
     """Builds dataclass ``cls`` from nested plain data, checking every key and type."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: {prefix or 'top level'} must be a mapping, got {data!r}")
+        section = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"{where}: {section} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
@@ -118,22 +119,23 @@ def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Reads a recipe; a missing or malformed file is a `ConfigError`."""
+def load_yaml(path: str | Path, kind: str = "recipe") -> dict[str, Any]:
+    """Reads a recipe (or another settings file, named ``kind`` in errors); a missing or
+    malformed file is a `ConfigError`."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as error:
-        raise ConfigError(f"cannot read recipe {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read {kind} {path}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"recipe {path} is not UTF-8 text") from None
+        raise ConfigError(f"{kind} {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"recipe {path} is not valid YAML{at}") from None
+        raise ConfigError(f"{kind} {path} is not valid YAML{at}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path} must hold a mapping at the top level")
+        raise ConfigError(f"{kind} {path} must hold a mapping at the top level")
     return data
 
 
