@@ -70,7 +70,7 @@ from supernas.runtimes import int8_report
 from supernas.space import SPACES, Arch, SearchSpace, arch_from_json, get_space
 from supernas.strategies import STRATEGIES, SearchContext, Strategy, read_options
 from supernas.strategies.evaluation import evaluate_child
-from supernas.strategies.selection import SelectConfig, select_children
+from supernas.strategies.selection import SelectConfig, check_targets, select_children
 from supernas.train import (
     ClassifierTask,
     DistEnv,
@@ -806,6 +806,7 @@ def select(
     select_config, calibration_batches = strategy_cls.selection(options)
     space = run_space(cfg, run_dir)
     budget = Budget(cfg.search.budget, space)
+    check_targets(space, budget, budgets)  # before the supernet and the data load
     check_installed(cfg.export)
     device = resolve_device(cfg.device, DistEnv())
     supernet = load_supernet(space, run_dir, device)

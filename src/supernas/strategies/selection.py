@@ -150,6 +150,21 @@ class Selection:
     archs: dict[str, Arch]  # str(arch) -> Arch, for every candidate
 
 
+def check_targets(space: SearchSpace, budget: Budget, targets: Sequence[float]) -> None:
+    """Refuses a target below the smallest child's cost, where selection starts.
+
+    Raises:
+        BudgetError: a target is below the smallest child's cost.
+    """
+    floor = budget.cost(smallest(space))
+    for target in targets:
+        if target < floor:
+            raise BudgetError(
+                f"budget {budget.describe(target)} is below the smallest child of {space.name} "
+                f"({budget.describe(floor)})"
+            )
+
+
 def select_children(
     space: SearchSpace,
     score: Callable[[Arch], float],
@@ -165,13 +180,7 @@ def select_children(
         BudgetError: a target is below the smallest child's cost.
     """
     config = config or SelectConfig()
-    floor = budget.cost(smallest(space))
-    for target in targets:
-        if target < floor:
-            raise BudgetError(
-                f"budget {budget.describe(target)} is below the smallest child of {space.name} "
-                f"({budget.describe(floor)})"
-            )
+    check_targets(space, budget, targets)
     records: dict[str, dict[str, Any]] = {}
     archs: dict[str, Arch] = {}
     costs: dict[str, float] = {}
