@@ -1,6 +1,8 @@
 """The int8 ONNX export: static QDQ quantization with per-channel int8 weights, calibrated on
 the batches given, BN folded first, the precision in its metadata; the runtimes it runs in."""
 
+import random
+
 import numpy as np
 import onnx
 import pytest
@@ -16,8 +18,6 @@ SPACE = get_space("fmnist_small")
 
 
 def _model_and_data():
-    import random
-
     torch.manual_seed(0)
     arch = sample(SPACE, random.Random(3))
     model = build_model(SPACE, arch).eval()
@@ -124,3 +124,26 @@ def test_an_unknown_or_missing_runtime_is_one_line(exported, monkeypatch):
 
 def test_both_runtimes_are_installed_for_the_tests():
     assert runtimes() == list(RUNTIMES)
+
+
+def test_a_runs_int8_export_is_calibrated_on_unaugmented_weight_images(tmp_path, monkeypatch):
+    """The ranges must be those the deployed model sees: the weight split through the
+    evaluation transform, not augmented training batches."""
+    import supernas.api as api
+    from supernas.data import DataConfig, build_data
+
+    data = build_data(DataConfig(name="synthetic", augment="imagenet", num_workers=0))
+    captured = {}
+
+    def capture(model, example, out_dir, formats, metadata, calibration):
+        captured["batches"] = list(calibration)
+        return {}
+
+    monkeypatch.setattr(api, "export_model", capture)
+    model, _ = _model_and_data()
+    arch = sample(SPACE, random.Random(3))
+    api._export(model, SPACE, arch, {}, tmp_path, ["onnx-int8"], data)
+    first = next(iter(data.loader(data.weight_plain, train=False, seed=0)))[0]
+    assert len(captured["batches"]) == api.CALIBRATION_BATCHES
+    assert torch.equal(captured["batches"][0], first)
+    assert torch.equal(next(iter(data.loader(data.weight_plain, train=False, seed=0)))[0], first)
