@@ -59,9 +59,13 @@ class ConvNorm(nn.Module):
         self.bn = ElasticBatchNorm2d(out_channels)
 
     def forward(
-        self, x: Tensor, out_channels: int | None = None, kernel_size: int | None = None
+        self,
+        x: Tensor,
+        out_channels: int | None = None,
+        kernel_size: int | None = None,
+        in_scale: Tensor | None = None,
     ) -> Tensor:
-        return self.bn(self.conv(x, out_channels, kernel_size))
+        return self.bn(self.conv(x, out_channels, kernel_size, in_scale))
 
 
 class DepthwiseConvNorm(nn.Module):
@@ -228,8 +232,16 @@ class MBConv(nn.Module):
             return splits[0]
         return self.attn(splits[: plan.attention], plan.attn_channels, attn_mask)
 
-    def projected(self, hidden: Tensor, plan: BlockPlan, out_mask: Tensor | None) -> Tensor:
-        return _masked(self.project(hidden, plan.out_channels), out_mask)
+    def projected(
+        self,
+        hidden: Tensor,
+        plan: BlockPlan,
+        out_mask: Tensor | None,
+        in_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The project conv + BN, masked; ``in_mask`` masks ``hidden``'s channels inside the
+        (linear) conv, which costs a pass over its weight instead of over the map."""
+        return _masked(self.project(hidden, plan.out_channels, in_scale=in_mask), out_mask)
 
     def shortcut_of(self, x: Tensor, plan: BlockPlan) -> Tensor | float:
         """The shortcut branch of ``plan`` (0 when the child has none)."""

@@ -68,8 +68,15 @@ class ElasticConv2d(nn.Conv2d):
         self.depthwise = depthwise
 
     def forward(
-        self, x: Tensor, out_channels: int | None = None, kernel_size: int | None = None
+        self,
+        x: Tensor,
+        out_channels: int | None = None,
+        kernel_size: int | None = None,
+        in_scale: Tensor | None = None,
     ) -> Tensor:
+        """``in_scale`` (a dense conv's, one factor per input channel) multiplies the weight:
+        the same as scaling the input, for the price of the weight's size (a channel mask
+        folded into the conv that follows it)."""
         in_channels = x.size(1)
         if self.depthwise:
             out_channels, groups = in_channels, in_channels
@@ -85,6 +92,8 @@ class ElasticConv2d(nn.Conv2d):
             )
             bias = None if bias is None else bias[:out_channels]
         weight = centre_crop(weight, kernel_size)
+        if in_scale is not None:
+            weight = weight * in_scale.view(1, -1, 1, 1)
         return F.conv2d(x, weight, bias, self.stride, kernel_size // 2, 1, groups)
 
 

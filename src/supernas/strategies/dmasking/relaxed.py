@@ -184,7 +184,8 @@ class MaskedForward:
             ]
             or [(0.0, in_width)]
         )
-        identity = sum((weight for e, weight in expansions if e == 1), start=0.0)
+        identities = [weight for e, weight in expansions if e == 1]
+        identity = sum(identities, start=0.0)
         mid_width = mixture([(1.0, expanded_width), (identity, in_width)])
         attn_width = mid_width.map(space.attention_channels)
         mid = max(*mid_width.support, x.size(1)) if expand else x.size(1)
@@ -208,20 +209,32 @@ class MaskedForward:
         out_mask = out_width.mask(plan.out_channels)
         attentions = list(self.paths(f"{prefix}.attention"))
         branches = max(1, *(a for a, _ in attentions))  # depthwise splits to run
+        # Without attention a split goes straight into the project conv, which is linear: its
+        # hidden mask is folded into the conv's weight rather than multiplied into the map.
+        folded = all(a == 0 for a, _ in attentions)
+        split_mask, project_mask = (None, mid_mask) if folded else (mid_mask, None)
         pre = block.expand(x, mid) if expand else None
-        total = 0.0
+        # Expansion 1 has no expand conv: its hidden map is the input itself, whatever the
+        # activation, so its share is computed once.
+        kept = identity * _pad(x, mid) if expand and identities else None
+        total: Tensor | None = None
         for activation, act_weight in self.paths(f"{prefix}.activation"):
             typed = replace(plan, activation=activation)
             hidden = x
             if expand:
-                # Expansion 1 has no expand conv: its hidden map is the input itself.
-                hidden = block.expanded(x, typed, expanded_mask, pre) + identity * _pad(x, mid)
+                hidden = block.expanded(x, typed, expanded_mask, pre)
+                hidden = hidden if kept is None else hidden + kept
             for kernel, kernel_weight in self.kernel_paths(prefix):
-                splits = block.splits(hidden, typed, mid_mask, branches, kernel)
+                splits = block.splits(hidden, typed, split_mask, branches, kernel)
                 for attention, attn_weight in attentions:
                     typed = replace(typed, attention=attention)
-                    out = block.projected(block.attend(splits, typed, attn_mask), typed, out_mask)
-                    total = total + act_weight * kernel_weight * attn_weight * out
+                    # The type's weight rides on the output mask, a vector, rather than
+                    # costing another pass over the map (and its backward).
+                    weighted = out_mask * (act_weight * kernel_weight * attn_weight)
+                    attended = block.attend(splits, typed, attn_mask)
+                    out = block.projected(attended, typed, weighted, project_mask)
+                    total = out if total is None else total + out
+        assert total is not None  # every decision has an option
         shortcut = self.shortcut(spec, block, x, in_width, out_width, coupled, plan.out_channels)
         if shortcut is None:
             return total
