@@ -34,6 +34,7 @@ class SearchConfig:
     arch_eval_batches: int | None = 20  # arch-split batches to evaluate one candidate (None: all)
     limit_train: int | None = None  # search on this many training images (None: data.limit_train)
     channels_last: bool = True  # supernet in NHWC on CPU and CUDA (CPU: a step in ~0.6x the time)
+    flush_denormal: bool = True  # CPU: values below 1e-38 are 0 (cold Gumbel steps 2.2x faster)
     log_every: int = 10
     checkpoint_every: int = 100  # steps between mid-epoch checkpoints
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
