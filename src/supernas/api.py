@@ -310,11 +310,7 @@ def run_search_phase(
     supernet = Supernet(space).to(device)
     if cfg.search.channels_last:
         supernet.use_channels_last()
-    if cfg.search.flush_denormal and device.type == "cpu":
-        # At a low Gumbel-softmax temperature the relaxed weights underflow into denormals,
-        # which the CPU computes with at a fraction of its speed (DMaskingNAS's late steps
-        # took 2.2x as long); as zeros they change nothing a float32 sum can hold.
-        torch.set_flush_denormal(True)
+
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     strategy = _strategy(cfg, settings, supernet, data, device, env, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -568,6 +564,12 @@ def restarted(run_dir: Path | None) -> bool:
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
     _speak()
+    if cfg.search.flush_denormal:
+        # At a low Gumbel-softmax temperature the relaxed weights underflow into denormals,
+        # which the CPU computes at a fraction of its speed (DMaskingNAS's late steps took
+        # 2.1x as long); as zeros they change nothing a float32 sum can hold. Set before the
+        # first parallel op: threads started earlier keep the slow mode.
+        torch.set_flush_denormal(True)
     env = init_distributed(cfg.device, cfg.timeout_s)
     try:
         with rank_failures(env, cfg.timeout_s):
