@@ -119,23 +119,25 @@ def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
-def load_yaml(path: str | Path, kind: str = "recipe") -> dict[str, Any]:
-    """Reads a recipe (or another settings file, named ``kind`` in errors); a missing or
-    malformed file is a `ConfigError`."""
+def load_yaml(
+    path: str | Path, kind: str = "recipe", error_type: type[SupernasError] = ConfigError
+) -> dict[str, Any]:
+    """Reads a recipe (or another YAML mapping, named ``kind`` in errors); a missing or
+    malformed file is an ``error_type`` (a `ConfigError` unless said)."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as error:
-        raise ConfigError(f"cannot read {kind} {path}: {error.strerror}") from None
+        raise error_type(f"cannot read {kind} {path}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{kind} {path} is not UTF-8 text") from None
+        raise error_type(f"{kind} {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"{kind} {path} is not valid YAML{at}") from None
+        raise error_type(f"{kind} {path} is not valid YAML{at}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{kind} {path} must hold a mapping at the top level")
+        raise error_type(f"{kind} {path} must hold a mapping at the top level")
     return data
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from supernas.config import load_yaml
 from supernas.errors import SpaceError
 from supernas.space.rounding import ROUNDING_RULES, round_width
 
@@ -154,19 +155,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except OSError as error:
-            raise SpaceError(f"cannot read space file {path}: {error.strerror}") from None
-        except UnicodeDecodeError:
-            raise SpaceError(f"space file {path} is not UTF-8 text") from None
-        except yaml.YAMLError as error:
-            line = getattr(getattr(error, "problem_mark", None), "line", None)
-            at = f" (line {line + 1})" if line is not None else ""
-            raise SpaceError(f"space file {path} is not valid YAML{at}") from None
-        if not isinstance(data, dict):
-            raise SpaceError(f"space file {path} does not hold a mapping")
-        return cls.from_dict(data)
+        return cls.from_dict(load_yaml(path, "space file", SpaceError))
 
 
 ATTENTION_NAMES = {0: "none", 1: "se"}  # r >= 2 is "splat<r>", split-attention over r splits
