@@ -21,15 +21,16 @@ allows. Prints one JSON line last. ``--quick`` runs a tiny setting in a few minu
 
 ``--reduced`` trains to convergence on a CPU instead: the smaller ``fmnist_bignas_tiny`` space
 (16-24 px) on 24,000 images, where a supernet and its from-scratch counterparts each train for
-1, 2, 4, 8, 16 and 32 epochs, every length a whole run with its own schedule (the BigNAS one for the
-supernet, the project's cosine one from scratch). Three fixed children (biggest, a seeded
-random one, smallest) are compared at each length, sliced with BN recalibrated against trained
-from scratch, on the whole test split: ``curve`` holds the gap per length, ``max_gap_points``
-the gap at the longest, ``gap_ratio_per_doubling`` the geometric mean of how the max gap
-changed per doubling, and the plot goes to ``--plot``. The runs go to two processes of one
-thread each (about an hour on 2 cores). ``--schedule cosine`` trains the supernet with a cosine
-to 0 instead of the paper's constant ending at 5% of the peak, and ``--clip-grad-norm 1``
-clips the sandwich's summed gradient (their effects are measured in docs/results.md).
+1, 2, 4, 8, 16 and 32 epochs (``--lengths`` sets others), every length a whole run with its own
+schedule (the BigNAS one for the supernet, the project's cosine one from scratch). Three fixed
+children (biggest, a seeded random one, smallest) are compared at each length, sliced with BN
+recalibrated against trained from scratch, on the whole test split: ``curve`` holds the gap per
+length, ``max_gap_points`` the gap at the longest, ``gap_ratio_per_doubling`` the geometric
+mean of how the max gap changed per doubling, and the plot goes to ``--plot``. The runs go to
+two processes of one thread each (about an hour on 2 cores). ``--schedule cosine`` trains the
+supernet with a cosine to 0 instead of the paper's constant ending at 5% of the peak, and
+``--clip-grad-norm 1`` clips the sandwich's summed gradient (their effects are measured in
+docs/results.md).
 """
 
 from __future__ import annotations
@@ -288,8 +289,10 @@ def reduced_curve(s: dict, batch_size: int, device: str, plot: Path) -> dict:
         "within_1_point": curve[-1]["max_gap_points"] <= 1.0,
         "within_2_points": curve[-1]["max_gap_points"] <= 2.0,
         "gap_ratio_per_doubling": per_doubling([p["max_gap_points"] for p in curve], lengths),
-        "scratch_gain_last_doubling_points": round(
-            100 * (max(curve[-1]["scratch_acc"]) - max(curve[-2]["scratch_acc"])), 2
+        "scratch_gain_last_doubling_points": (
+            round(100 * (max(curve[-1]["scratch_acc"]) - max(curve[-2]["scratch_acc"])), 2)
+            if len(curve) > 1
+            else None
         ),
         "plot": str(plot),
     }
@@ -338,6 +341,8 @@ def print_reduced(args: argparse.Namespace) -> None:
     s = dict(REDUCED_QUICK if args.quick else REDUCED)
     s.update({k: v for k, v in (("images", args.images), ("test_images", args.test_images)) if v})
     s.update(schedule=args.schedule, clip_grad_norm=args.clip_grad_norm)
+    if args.lengths:
+        s["lengths"] = tuple(sorted(set(args.lengths)))
     start = time.perf_counter()
     result = reduced_curve(s, args.batch_size, args.device, args.plot)
     record = {
@@ -378,6 +383,14 @@ def main() -> None:
         type=float,
         help="clip the sandwich's summed gradient at this norm (default: no clipping)",
     )
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        metavar="EPOCHS",
+        help="--reduced: the lengths to train, each doubling the last (default: 1 2 4 8 16 32); "
+        "64 adds a point past the hour, 32 64 the last doubling alone",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, help="training images (weight + arch split)")
     parser.add_argument("--test-images", type=int, help="test images (default: all)")
@@ -392,11 +405,15 @@ def main() -> None:
         fixed = ("epochs", "coarse_levels", "mutations")  # the reduced setting sets these itself
         if any(getattr(args, name) is not None for name in fixed):
             parser.error(
-                "--reduced trains 1 to 32 epochs and selects nothing: drop --epochs, "
+                "--reduced trains the --lengths and selects nothing: drop --epochs, "
                 "--coarse-levels and --mutations"
             )
+        if args.lengths and min(args.lengths) < 1:
+            parser.error("--lengths must be whole epochs, at least 1")
         print_reduced(args)
         return
+    if args.lengths:
+        parser.error("--lengths goes with --reduced")
     s = settings(args.quick)
     given = {
         "images": args.images,

@@ -265,9 +265,11 @@ def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     assert err == f"supernas: error: No space left on device: {tmp_path / 'run' / 'config.yaml'}"
 
 
-def test_the_cli_names_the_runtimes_precisions_and_formats_there_are():
+def test_the_cli_names_the_runtimes_precisions_formats_and_estimates_there_are():
     from supernas import cli
+    from supernas.cost.latency import ESTIMATES
     from supernas.runtimes import PRECISIONS, TIMED_RUNTIMES
 
     assert (cli.RUNTIMES, cli.PRECISIONS) == (TIMED_RUNTIMES, PRECISIONS)
     assert cli.EXPORT_FORMATS == EXPORT_FORMATS
+    assert cli.ESTIMATES == ESTIMATES

@@ -24,11 +24,13 @@ from pathlib import Path
 from supernas import __version__
 from supernas.errors import Interrupted, SupernasError
 
-# `supernas.runtimes.TIMED_RUNTIMES` and `PRECISIONS` and `supernas.export.FORMATS`, restated
-# so that --help imports no torch (a test keeps them equal)
+# `supernas.runtimes.TIMED_RUNTIMES` and `PRECISIONS`, `supernas.export.FORMATS` and
+# `supernas.cost.latency.ESTIMATES`, restated so that --help imports no torch (a test keeps them
+# equal)
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")
 EXPORT_FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export", "state-dict")
+ESTIMATES = ("median", "min")
 
 EXAMPLES = {
     "space": "examples:\n  supernas space list\n  supernas space show fmnist_small\n"
@@ -192,12 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--threads", type=int, help="intra-op threads (default: torch's own)")
     build.add_argument("--batch-size", type=int, default=1)
     build.add_argument("--repeats", type=int, default=15, help="timed runs per entry (median)")
-    build.add_argument("--rounds", type=int, default=3, help="interleaved passes (smallest median)")
+    build.add_argument("--rounds", type=int, default=3, help="interleaved passes at least")
     build.add_argument(
         "--spread",
         type=float,
         default=10.0,
-        help="seconds: passes go on at least this long, so that one is quiet (default 10)",
+        help="seconds: passes go on at least this long, over the machine's ups and downs "
+        "(default 10)",
+    )
+    build.add_argument(
+        "--estimate",
+        choices=ESTIMATES,
+        default="median",
+        help="an entry is the median of its passes (default: what the machine repeats) or the "
+        "smallest (a quiet moment's, as older tables were)",
     )
     build.add_argument("--out", type=Path, required=True, help="table JSON to write")
     measure = actions.add_parser(
@@ -370,6 +380,7 @@ def _latency(api, args) -> None:
                 repeats=args.repeats,
                 rounds=args.rounds,
                 spread_s=args.spread,
+                estimate=args.estimate,
             ),
             args.runtime,
             args.precision,

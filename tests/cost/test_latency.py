@@ -11,10 +11,12 @@ import torch
 from tables import FAST, tiny_space
 
 from supernas.cli import main
+from supernas.cost import latency_build
 from supernas.cost.latency import LatencyTable, net_keys, noisy_machine
 from supernas.cost.latency_build import (
     KEPT_FREED_MEMORY,
     Deployment,
+    Timing,
     build_table,
     spearman,
     table_layers,
@@ -58,6 +60,24 @@ def test_table_holds_every_layer_of_every_child(table):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
 def test_glibc_keeps_freed_memory_while_timing_and_the_table_says_so(table):
     assert table.allocator == KEPT_FREED_MEMORY
+
+
+@pytest.mark.parametrize(("estimate", "expected"), [("median", [2.0, 20.0]), ("min", [1.0, 10.0])])
+def test_an_entry_is_the_estimate_over_its_passes(monkeypatch, estimate, expected):
+    """Three passes over two layers; each pass's median is what `median_ms` returns."""
+    per_pass = iter([1.0, 10.0, 3.0, 30.0, 2.0, 20.0])
+    monkeypatch.setattr(latency_build, "median_ms", lambda run, timing: next(per_pass))
+    timing = dataclasses.replace(FAST, rounds=3, estimate=estimate)
+    assert latency_build._estimated_medians([print, print], timing) == expected
+
+
+def test_new_tables_take_the_median_and_older_ones_are_read_as_the_smallest(table, tmp_path):
+    assert table.estimate == "median"
+    data = json.loads(table.to_json())
+    del data["estimate"]  # a table written before the estimate was recorded
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    older = LatencyTable.load(tmp_path / "old.json")
+    assert older.estimate == "min" and Timing.of(older).estimate == "min"
 
 
 def test_json_round_trip_and_format_check(table, tmp_path):
@@ -133,6 +153,7 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
         ({"overhead_ms": float("inf")}, "overhead_ms is inf, not finite"),
         ({"batch_size": 0}, "batch_size is 0, not a positive integer"),
         ({"repeats": 2.5}, "repeats = 2.5 is not int"),
+        ({"estimate": "mean"}, "estimate 'mean' is not one of"),
     ],
 )
 def test_a_table_that_cannot_be_true_is_refused_on_load(table, tmp_path, change, message):

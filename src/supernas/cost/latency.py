@@ -131,6 +131,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+ESTIMATES = ("median", "min")  # what an entry is of its pass medians (`latency_build`)
+
+
 @dataclass
 class LatencyTable:
     """Per-layer latencies (ms) of one space on one device; see the module docstring."""
@@ -144,8 +147,9 @@ class LatencyTable:
     batch_size: int
     warmup: int  # untimed runs before timing each entry
     repeats: int  # timed runs per pass; a pass's value is their median
-    rounds: int  # interleaved passes over all entries; an entry is its smallest pass median
+    rounds: int  # interleaved passes over all entries at least
     spread_s: float = 0.0  # passes went on at least this long (0 in older tables)
+    estimate: str = "min"  # an entry is this of its pass medians ("min" in older tables)
     allocator: str = "default"  # how CPU memory was allocated (see `latency_build`)
     runtime: str = "torch"  # "torch" (eager), "onnxruntime" or "openvino"
     precision: str = "fp32"  # "fp32" or "int8" (static QDQ, as `supernas export` quantizes)
@@ -243,6 +247,8 @@ class LatencyTable:
             raise ConfigError(f"{where}: overhead_ms is {overhead}, not finite")
         if self.runtime not in TIMED_RUNTIMES or self.precision not in PRECISIONS:
             raise ConfigError(f"{where}: runtime {self.runtime!r} {self.precision!r} is unknown")
+        if self.estimate not in ESTIMATES:
+            raise ConfigError(f"{where}: estimate {self.estimate!r} is not one of {ESTIMATES}")
         for name in ("batch_size", "threads", "repeats", "rounds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -2,15 +2,17 @@
 
 `build_table` times every layer a space can produce alone (each (block option, input shape),
 every stem and head), in eval mode under ``torch.inference_mode``, with warm-up runs and the
-median of repeats, at a fixed batch size and thread count, in a few interleaved passes over all
-layers; an entry is the smallest of its passes' medians. Other processes can only slow a run
-down, so on a shared machine the least disturbed pass is the best estimate of the device's own
-latency, and interleaving makes a burst of load spoil one pass rather than one entry. End-to-end
-measurements follow the same rule. It then fits the per-network overhead: the median, over a few
-random archs, of measured end-to-end latency minus the sum of their entries (a constant's robust
-least-absolute-deviation fit). `check_table` measures other random archs end to end and reports
-the predictor's mean absolute percentage error and the Spearman rank correlation between
-predicted and measured latency.
+median of repeats, at a fixed batch size and thread count, in interleaved passes over all
+layers spread over some seconds; an entry is the median of its passes' medians (`ESTIMATES`).
+Interleaving makes a burst of load spoil one pass rather than one entry, and the median over
+passes is what the machine repeats: on a shared cloud host the speed moves both ways, and the
+smallest pass (the estimate of older tables) caught a fast moment that came at random (one
+network's smallest pass over six 10-second windows ranged over 25%, its median over 8%).
+End-to-end measurements follow the same rule as the table they are compared with. It then fits
+the per-network overhead: the median, over a few random archs, of measured end-to-end latency
+minus the sum of their entries (a constant's robust least-absolute-deviation fit).
+`check_table` measures other random archs end to end and reports the predictor's mean absolute
+percentage error and the Spearman rank correlation between predicted and measured latency.
 
 A `Deployment` says where layers and networks run: PyTorch eager on the CPU or a CUDA device,
 or ONNX Runtime or OpenVINO on the CPU, in fp32 or int8. In an ONNX runtime each layer is
@@ -47,7 +49,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from supernas.cost.latency import LatencyTable, block_key, device_name, head_key, stem_key
+from supernas.cost.latency import (
+    ESTIMATES,
+    LatencyTable,
+    block_key,
+    device_name,
+    head_key,
+    stem_key,
+)
 from supernas.errors import ConfigError
 from supernas.nn.blocks import Head, Stem
 from supernas.nn.standalone import build_block, build_model
@@ -73,8 +82,9 @@ class Timing:
     batch_size: int = 1
     warmup: int = 5
     repeats: int = 15
-    rounds: int = 3  # interleaved passes at least; a value is the smallest per-pass median
+    rounds: int = 3  # interleaved passes at least
     spread_s: float = 10.0  # and passes until this long has passed (see `_interleaved`)
+    estimate: str = "median"  # what a value is of its pass medians: one of `ESTIMATES`
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "repeats", "rounds"):
@@ -84,11 +94,21 @@ class Timing:
             raise ConfigError("latency timing: warmup must be at least 0")
         if not 0 <= self.spread_s < math.inf:
             raise ConfigError("latency timing: spread must be a finite number of seconds >= 0")
+        if self.estimate not in ESTIMATES:
+            choices = ", ".join(ESTIMATES)
+            raise ConfigError(f"latency timing: estimate {self.estimate!r} is not one of {choices}")
 
     @classmethod
     def of(cls, table: LatencyTable) -> Timing:
         """How ``table``'s entries were timed."""
-        return cls(table.batch_size, table.warmup, table.repeats, table.rounds, table.spread_s)
+        return cls(
+            table.batch_size,
+            table.warmup,
+            table.repeats,
+            table.rounds,
+            table.spread_s,
+            table.estimate,
+        )
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
@@ -316,8 +336,9 @@ def _interleaved(
     progress: bool,
     measurements: int = 1,
 ) -> list[list[float]]:
-    """Each module's median time (ms) on a random batch of its input shape, the smallest over
-    interleaved passes: at least ``timing.rounds``, and as many as fit in ``timing.spread_s``.
+    """Each module's median time (ms) on a random batch of its input shape, estimated
+    (``timing.estimate``) over interleaved passes: at least ``timing.rounds``, and as many as
+    fit in ``timing.spread_s``.
     ``measurements`` such measurements, one after the other on the same compiled modules:
     ``result[m][i]`` is module ``i``'s time in measurement ``m``.
 
@@ -325,7 +346,7 @@ def _interleaved(
     machine spoils one pass of a few runs rather than every repeat of one. On a shared
     machine such bursts last seconds (one 0.2 ms network's per-second median ranged over
     0.19-0.26 ms in a minute here), longer than a pass over small layers takes, so passes go
-    on until ``timing.spread_s`` has passed and the smallest median is one of a quiet moment.
+    on until ``timing.spread_s`` has passed and the estimate is over many moments.
     They go `CHUNK` modules at a time, so that a space's thousand layers are never all loaded.
     """
     keep_freed_memory()
@@ -338,17 +359,18 @@ def _interleaved(
                 for build, shape in builds[start : start + CHUNK]
             ]
             for measured in times:
-                measured += _smallest_medians(runs, timing)
+                measured += _estimated_medians(runs, timing)
             bar.update(len(runs))
     bar.close()
     return times
 
 
-def _smallest_medians(runs: list[Callable[[], object]], timing: Timing) -> list[float]:
+def _estimated_medians(runs: list[Callable[[], object]], timing: Timing) -> list[float]:
     passes, begun = [], time.perf_counter()
     while len(passes) < timing.rounds or time.perf_counter() - begun < timing.spread_s:
         passes.append([median_ms(run, timing) for run in runs])
-    return [min(t) for t in zip(*passes, strict=True)]
+    estimate = statistics.median if timing.estimate == "median" else min
+    return [estimate(t) for t in zip(*passes, strict=True)]
 
 
 def _arch_builds(space: SearchSpace, archs: list) -> list[tuple[Callable[[], nn.Module], tuple]]:
@@ -416,6 +438,7 @@ def build_table(
         repeats=timing.repeats,
         rounds=timing.rounds,
         spread_s=timing.spread_s,
+        estimate=timing.estimate,
         allocator=keep_freed_memory(),
         runtime=deployment.runtime,
         precision=deployment.precision,
