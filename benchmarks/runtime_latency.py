@@ -5,7 +5,8 @@ the resolution is part of the space, so the table is built for that variant) and
 deployment (torch eager fp32; ONNX Runtime fp32 and int8; OpenVINO fp32 and int8, those that are
 installed), builds a latency table here (batch 1, one thread: every layer alone in the runtime's
 own session, warm-up then the median of repeats, the median of those over interleaved passes
-(``--estimate min``: the smallest, as older tables), plus the fitted per-network overhead), then
+(``--estimate min``: the smallest, as older tables), plus the fitted per-network and per-layer
+terms), then
 measures ``--archs`` random archs exported end to end in the same runtime and precision, and
 reports the mean absolute percentage error (a fraction), the fraction within +-10% and the
 Spearman rank correlation of predicted against measured latency. The check measures the
@@ -104,6 +105,7 @@ def main() -> None:
                     ),
                     "entries": len(table.entries),
                     "overhead_ms": round(table.overhead_ms, 4),
+                    "per_layer_ms": round(table.per_layer_ms, 4),
                     "build_s": round(built, 1),
                 }
             )

@@ -26,7 +26,8 @@ def tiny_space(name="tiny") -> SearchSpace:
 
 
 def fake_table(space: SearchSpace, scale: float = 1.0) -> LatencyTable:
-    """A table of ``space`` whose entries are drawn from ``scale * U(0.1, 1.1)`` ms."""
+    """A table of ``space`` whose entries are drawn from ``scale * U(0.1, 1.1)`` ms, with
+    fitted terms of both kinds, so that every exact and expected cost must add them."""
     generator = torch.Generator().manual_seed(1)
     keys = sorted(table_layers(space))
     values = (scale * (0.1 + torch.rand(len(keys), generator=generator))).tolist()
@@ -43,4 +44,5 @@ def fake_table(space: SearchSpace, scale: float = 1.0) -> LatencyTable:
         rounds=1,
         entries=dict(zip(keys, values, strict=True)),
         overhead_ms=0.05 * scale,
+        per_layer_ms=-0.02 * scale,
     )

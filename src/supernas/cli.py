@@ -387,7 +387,8 @@ def _latency(api, args) -> None:
         )
         print(
             f"latency table: {len(table.entries)} entries on {table.device_name}, "
-            f"{table.setting}, overhead {table.overhead_ms:.3f} ms -> {args.out}"
+            f"{table.setting}, overhead {table.overhead_ms:.3f} ms + "
+            f"{table.per_layer_ms:.4f} ms a layer -> {args.out}"
         )
         return
     if args.action == "measure":

@@ -50,7 +50,7 @@ def test_table_holds_every_layer_of_every_child(table):
         arch = sample(space, rng)
         keys = net_keys(plan(space, arch))
         assert all(k in table.entries for k in keys)
-        expected = sum(table.entries[k] for k in keys) + table.overhead_ms
+        expected = sum(table.entries[k] + table.per_layer_ms for k in keys) + table.overhead_ms
         assert table.predict(space, arch) == pytest.approx(expected)
     assert set(table.entries) == set(table_layers(space))
     assert all(v > 0 for v in table.entries.values())
@@ -78,6 +78,37 @@ def test_new_tables_take_the_median_and_older_ones_are_read_as_the_smallest(tabl
     (tmp_path / "old.json").write_text(json.dumps(data))
     older = LatencyTable.load(tmp_path / "old.json")
     assert older.estimate == "min" and Timing.of(older).estimate == "min"
+
+
+def _gaps_table(entries: dict[str, float]) -> LatencyTable:
+    return LatencyTable("tiny", "f", "cpu", "cpu:x", "2", 1, 1, 1, 1, 1, entries=entries)
+
+
+def test_the_fit_finds_a_per_network_and_a_per_layer_term_and_a_disturbed_arch_moves_neither():
+    space = tiny_space()
+    archs = [sample(space, random.Random(seed)) for seed in range(12)]
+    table = _gaps_table(dict.fromkeys(table_layers(space), 1.0))
+    layers = [len(net_keys(plan(space, arch))) for arch in archs]
+    assert len(set(layers)) > 1  # the space's optional blocks vary the layer count
+    measured = [n * (1.0 - 0.25) + 0.5 for n in layers]  # each layer 0.25 ms cheaper, +0.5 ms
+    measured[3] += 40.0  # one measurement disturbed
+    latency_build.fit_overhead(table, space, archs, measured)
+    assert table.per_layer_ms == pytest.approx(-0.25)
+    assert table.overhead_ms == pytest.approx(0.5)
+    assert table.predict(space, archs[0]) == pytest.approx(measured[0])
+
+
+def test_the_per_layer_term_never_makes_a_layer_free_and_is_0_at_one_depth():
+    space = tiny_space()
+    archs = [sample(space, random.Random(seed)) for seed in range(12)]
+    table = _gaps_table(dict.fromkeys(table_layers(space), 1.0))
+    layers = [len(net_keys(plan(space, arch))) for arch in archs]
+    latency_build.fit_overhead(table, space, archs, [1e-4 for _ in layers])  # 1 ms a layer less
+    assert min(table.entries.values()) + table.per_layer_ms > 0
+    table.validate()
+    same = [a for a, n in zip(archs, layers, strict=True) if n == layers[0]]
+    latency_build.fit_overhead(table, space, same, [len(same) + 3.0] * len(same))
+    assert table.per_layer_ms == 0.0
 
 
 def test_json_round_trip_and_format_check(table, tmp_path):
@@ -151,6 +182,8 @@ def test_cli_builds_checks_and_refuses_a_foreign_table(tmp_path, capsys):
         ({"entries": "one string"}, "is 'fast', not a number of ms"),
         ({"entries": {}}, "no entries"),
         ({"overhead_ms": float("inf")}, "overhead_ms is inf, not finite"),
+        ({"per_layer_ms": float("nan")}, "per_layer_ms is nan, not finite"),
+        ({"per_layer_ms": -1e9}, "per_layer_ms -1000000000.0 makes a layer cost <= 0"),
         ({"batch_size": 0}, "batch_size is 0, not a positive integer"),
         ({"repeats": 2.5}, "repeats = 2.5 is not int"),
         ({"estimate": "mean"}, "estimate 'mean' is not one of"),

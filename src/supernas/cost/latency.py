@@ -3,9 +3,12 @@
 ProxylessNAS (Cai et al., ICLR 2019, section 3.3; reference `latency_estimator.py`) predicts a
 network's latency as the sum of its layers' latencies, each measured alone on the target device
 and stored under a key that names the layer's type and exact shapes. A table holds one entry per
-(block option, input shape) a space can produce, plus its stems and heads, and a constant
-per-network overhead (framework and memory traffic between layers) fitted on a few end-to-end
-measurements when the table is built (`supernas.cost.latency_build`).
+(block option, input shape) a space can produce, plus its stems and heads, and two terms fitted
+on end-to-end measurements when the table is built (`supernas.cost.latency_build`): a constant
+per network (a session call, feeding the input) and a constant per layer (``per_layer_ms``,
+added to every entry looked up), for what a layer costs alone and not in a network or the
+reverse: a runtime that fuses across layers converts and reorders a lone layer's input and
+output, which inside a network only its ends do.
 
 A table is only valid for the space, device and runtime it was measured in: the JSON records the
 space name and fingerprint, the device kind and model, the runtime (``torch`` eager,
@@ -157,10 +160,12 @@ class LatencyTable:
     provider: str = ""  # execution provider / device plugin, e.g. "CPUExecutionProvider"
     entries: dict[str, float] = field(default_factory=dict)
     overhead_ms: float = 0.0  # fitted per-network constant added to every prediction
+    per_layer_ms: float = 0.0  # fitted, added to every entry looked up (0 in older tables)
 
     def lookup(self, key: str) -> float:
+        """A layer's latency in a network: its entry plus the per-layer term."""
         try:
-            return self.entries[key]
+            return self.entries[key] + self.per_layer_ms
         except KeyError:
             raise ConfigError(
                 f"latency table for {self.space} has no entry {key}; rebuild it for this space"
@@ -231,8 +236,9 @@ class LatencyTable:
         return table
 
     def validate(self, where: str = "latency table") -> None:
-        """Refuses entries that are not positive finite milliseconds, and a non-finite
-        overhead (a fitted overhead may be negative), before any search reads them."""
+        """Refuses entries that are not positive finite milliseconds, non-finite fitted terms
+        (either may be negative) and a per-layer term that leaves a layer costing nothing,
+        before any search reads them."""
         if not isinstance(self.entries, dict) or not self.entries:
             raise ConfigError(f"{where}: no entries")
         for key, value in self.entries.items():
@@ -240,11 +246,14 @@ class LatencyTable:
                 raise ConfigError(f"{where}: entry {key} is {value!r}, not a number of ms")
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{where}: entry {key} is {value}, not a positive finite ms")
-        overhead = self.overhead_ms
-        if isinstance(overhead, bool) or not isinstance(overhead, (int, float)):
-            raise ConfigError(f"{where}: overhead_ms is {overhead!r}, not a number")
-        if not math.isfinite(overhead):
-            raise ConfigError(f"{where}: overhead_ms is {overhead}, not finite")
+        for name in ("overhead_ms", "per_layer_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}: {name} is {value!r}, not a number")
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: {name} is {value}, not finite")
+        if min(self.entries.values()) + self.per_layer_ms <= 0:
+            raise ConfigError(f"{where}: per_layer_ms {self.per_layer_ms} makes a layer cost <= 0")
         if self.runtime not in TIMED_RUNTIMES or self.precision not in PRECISIONS:
             raise ConfigError(f"{where}: runtime {self.runtime!r} {self.precision!r} is unknown")
         if self.estimate not in ESTIMATES:
