@@ -70,8 +70,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     archs = args.archs or (20 if args.quick else 40)
-    timing = Timing(1, warmup=3, repeats=7) if args.quick else Timing(1, 5, 15)
-    timing = dataclasses.replace(timing, rounds=3, estimate=args.estimate)
+    repeats = {"warmup": 3, "repeats": 7} if args.quick else {"warmup": 5, "repeats": 15}
+    timing = Timing(1, **repeats, rounds=3, estimate=args.estimate)
     installed = [d for d in DEPLOYMENTS if d[0] == "torch" or d[0] in runtimes()]
     results = []
     for space in _spaces(args.quick):

@@ -1,4 +1,5 @@
-"""Whole CLI runs in subprocesses: SIGKILL + --resume, and training under torchrun."""
+"""Whole CLI runs: SIGKILL + --resume and training under torchrun in subprocesses, and runs in
+this process where what they leave in it is the point."""
 
 import json
 import os
@@ -8,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
 from runs import cli_env, free_port, kill_after, overrides, supernas, write_smallest_arch
+from supernas.cli import main
 from supernas.cost.macs import arch_cost
 from supernas.space import get_space, smallest
 from supernas.train import read_metrics
@@ -143,8 +146,6 @@ def _killed_and_restarted(torchrun: list[str], command: list[str], run_dir: Path
 
 
 def test_train_then_eval_export_report(tmp_path, capsys):
-    from supernas.cli import main
-
     arch = write_smallest_arch(tmp_path / "arch.json")
     run_dir = tmp_path / "run"
     floor = arch_cost(get_space("fmnist_small"), smallest(get_space("fmnist_small"))).macs
@@ -213,3 +214,21 @@ def test_train_takes_the_space_its_arch_file_names(tmp_path):
     settings = overrides("train.epochs=1", "data.synthetic_train=64", "data.synthetic_test=32")
     supernas("-q", "train", "--arch", str(arch), "--run-dir", str(run_dir), *settings)
     assert "fmnist_bignas" in (run_dir / "space.yaml").read_text()
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_cpu_search_flushes_denormals_as_its_config_says(tmp_path, flush):
+    """Cold Gumbel-softmax weights underflow into denormals, which the CPU computes slowly."""
+    torch.set_flush_denormal(False)
+    settings = overrides(
+        "search.epochs=1",
+        "train.epochs=1",
+        "search.options={num_candidates: 1}",
+        f"search.flush_denormal={str(flush).lower()}",
+    )
+    try:
+        assert main(["-q", "search", "--run-dir", str(tmp_path / "run"), *settings]) == 0
+        tiny = torch.tensor([1e-39], dtype=torch.float32)
+        assert (tiny * 1.0 == 0).item() is flush
+    finally:
+        torch.set_flush_denormal(False)

@@ -310,7 +310,6 @@ def run_search_phase(
     supernet = Supernet(space).to(device)
     if cfg.search.channels_last:
         supernet.use_channels_last()
-
     loader = data.loader(data.weight, train=True, seed=cfg.seed, distributed=env.distributed)
     strategy = _strategy(cfg, settings, supernet, data, device, env, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -471,9 +471,9 @@ def fit_overhead(table: LatencyTable, space: SearchSpace, archs: list, measured:
     the block count was -0.80. The per-layer term is kept above minus the smallest entry (a
     layer costs something), and is 0 where every arch has as many layers.
     """
-    table.overhead_ms, table.per_layer_ms = 0.0, 0.0
-    layers = [len(net_keys(plan(space, arch))) for arch in archs]
-    gaps = [m - table.predict(space, a) for a, m in zip(archs, measured, strict=True)]
+    keys = [net_keys(plan(space, arch)) for arch in archs]
+    layers = [len(k) for k in keys]
+    gaps = [m - sum(table.entries[k] for k in ks) for ks, m in zip(keys, measured, strict=True)]
     slopes = [
         (gaps[i] - gaps[j]) / (layers[i] - layers[j])
         for i, j in itertools.combinations(range(len(archs)), 2)
