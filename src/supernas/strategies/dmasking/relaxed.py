@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernas.nn.blocks import KernelMixture, MBConv, activate
+from supernas.nn.blocks import KernelMixture, MBConv, activate, global_avg_pool
 from supernas.nn.masking import WidthDist, mixture
 from supernas.nn.supernet import Supernet, resize
 from supernas.space.choices import block_decisions, decisions
@@ -130,7 +130,7 @@ class MaskedForward:
             x, width = self.block(index, block, x, width)
         head_dist = self.dist("head.hidden_channels")
         hidden = activate(supernet.head.conv(x, max(head_dist.support)), space.head.activation)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(hidden, 1), 1)
+        pooled = torch.flatten(global_avg_pool(hidden), 1)
         return _masked(pooled, head_dist.mask(pooled.size(1)))
 
     def block(

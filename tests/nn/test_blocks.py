@@ -1,0 +1,60 @@
+"""Layout and values of the shared building blocks."""
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from supernas.nn import build_model
+from supernas.nn.blocks import global_avg_pool
+from supernas.space import biggest, get_space
+
+
+def _nchw_only(tensor: torch.Tensor) -> bool:
+    """An NCHW tensor that is not also channels-last (broadcast views and 1x1 maps are both)."""
+    if tensor.dim() != 4 or tensor.size(2) * tensor.size(3) == 1 or 0 in tensor.stride():
+        return False
+    return tensor.is_contiguous() and not tensor.is_contiguous(memory_format=torch.channels_last)
+
+
+class _NchwOperators(TorchDispatchMode):
+    """Names of the operators that read or write an NCHW-only tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        results = out if isinstance(out, (tuple, list)) else (out,)
+        tensors = [t for t in (*args, *results) if isinstance(t, torch.Tensor)]
+        if any(_nchw_only(t) for t in tensors):
+            self.names.add(func.__name__)
+        return out
+
+
+def test_a_channels_last_training_step_meets_no_nchw_tensor():
+    """One NCHW gradient among channels-last ones makes each elementwise backward it meets
+    5-10x slower on the CPU; the global pools (squeeze-excite, head) must not make one."""
+    space = get_space("fmnist_small")
+    torch.manual_seed(0)
+    model = build_model(space, biggest(space)).to(memory_format=torch.channels_last).train()
+    images = torch.randn(4, space.in_channels, 28, 28).contiguous(memory_format=torch.channels_last)
+    loss = model(images).logsumexp(1).sum()
+    with _NchwOperators() as seen:
+        loss.backward()
+    assert seen.names == set()
+
+
+def test_global_avg_pool_is_the_spatial_mean_with_and_without_a_gradient():
+    x = torch.randn(3, 5, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    expected = F.adaptive_avg_pool2d(x, 1)
+    torch.testing.assert_close(global_avg_pool(x), expected)
+    leaf = x.clone().requires_grad_()
+    pooled = global_avg_pool(leaf)
+    torch.testing.assert_close(pooled, expected)
+    (grad,) = torch.autograd.grad(
+        pooled.mul(torch.arange(5.0, dtype=x.dtype).view(1, 5, 1, 1)).sum(), leaf
+    )
+    torch.testing.assert_close(
+        grad, torch.arange(5.0, dtype=x.dtype).view(1, 5, 1, 1).expand_as(x) / 49
+    )
