@@ -3,11 +3,12 @@
 1. Measures two peaks in this process: fp32 matrix multiplication (``torch.mm`` of two square
    matrices, GFLOP/s) and memory copy (``Tensor.copy_`` of a buffer far larger than the caches,
    GB/s counting the bytes read and written).
-2. Times a training step of ``fmnist_small``'s biggest child (batch 128, the final training's
-   settings: SGD, label smoothing, clipping) and one search step of each method on
-   ``fmnist_small`` (batch 64: a DMaskingNAS weight and arch step, a ProxylessNAS weight and arch
-   step, an FP-NAS step of K = 2, a BigNAS sandwich of 4 children), in channels-last (the default)
-   and in NCHW, interleaved, the median of ``--repeats``.
+2. Keeps freed memory for reuse, as a run does (``keep_freed_memory``). Times a training
+   step of ``fmnist_small``'s biggest child (batch 128, the final training's settings: SGD,
+   label smoothing, clipping) and one search step of each method on ``fmnist_small`` (batch
+   64: a DMaskingNAS weight and arch step, a ProxylessNAS weight and arch step, an FP-NAS step
+   of K = 2, a BigNAS sandwich of 4 children), in channels-last (the default) and in NCHW,
+   interleaved, the median of ``--repeats``.
 3. For each step: its matmul FLOPs (convolutions and linear layers, forward and backward,
    counted per ATen operator), the bytes its operators move (every ATen operator reading its
    inputs and writing its outputs once: eager PyTorch fuses nothing, views move nothing), the
@@ -42,6 +43,7 @@ from supernas.space import biggest, get_space
 from supernas.strategies import STRATEGIES, SearchContext
 from supernas.train import TrainConfig
 from supernas.train.classifier import build_optimizer
+from supernas.train.host import keep_freed_memory
 
 SPACE = get_space("fmnist_small")
 BUDGET = 4e6  # the demo's MACs budget
@@ -243,6 +245,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, a smaller matmul")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    kept = keep_freed_memory()
     repeats = 2 if args.quick else args.repeats
     peaks = {
         "matmul_gflops": round(
@@ -288,6 +291,7 @@ def main() -> None:
                 "benchmark": "roofline",
                 "kind": run_kind(args.quick, faithful=True),
                 "hardware": hardware(),
+                "keep_freed_memory": kept,
                 "peaks": peaks,
                 "results": results,
                 "channels_last_time_ratio": speedups,

@@ -3,7 +3,8 @@
 For the smallest and the biggest child of ``fmnist_small``: images/s of ``run_loop`` with a
 ``ClassifierTask`` (metrics, checkpoints, schedule, clipping) and of a plain loop doing the same
 arithmetic (same optimiser groups, label smoothing, clipping, LR schedule) over the same batches.
-Both run in this process, interleaved, so the ratio is measured under the same conditions.
+Both run in this process, interleaved, so the ratio is measured under the same conditions
+(freed memory kept for reuse, as in a run: the setting is the process's, so both loops have it).
 Prints one JSON line last.
 """
 
@@ -24,6 +25,7 @@ from supernas.nn import build_model
 from supernas.space import biggest, get_space, smallest
 from supernas.train import ClassifierTask, LoopConfig, TrainConfig, run_loop
 from supernas.train.classifier import build_optimizer
+from supernas.train.host import keep_freed_memory
 from supernas.train.schedules import cosine_with_warmup
 
 
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="training steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
     args = parser.parse_args()
+    kept = keep_freed_memory()
     space = get_space("fmnist_small")
     results = []
     for label, arch in (("smallest", smallest(space)), ("biggest", biggest(space))):
@@ -99,6 +102,7 @@ def main() -> None:
             {
                 "benchmark": "train_throughput",
                 "hardware": hardware(),
+                "keep_freed_memory": kept,
                 "steps": len(loader),
                 "results": results,
                 "max_overhead": max(r["overhead"] for r in results),

@@ -83,7 +83,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     timeout_s: float = 600.0  # torchrun: how long a process waits for the others at a collective
-    keep_freed_memory: bool = True  # glibc keeps freed memory for reuse (CPU steps 0.94x the time)
+    keep_freed_memory: bool = True  # glibc keeps freed memory for reuse (CPU steps 0.9x the time)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # the final model

@@ -15,9 +15,10 @@ def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
 
     By default glibc hands a freed block above 32 MiB, and the free top of its heap, back to the
     kernel, so every CPU step maps its largest activations afresh and the kernel zeroes them a
-    page at a time: 55,000-69,000 page faults a training step of ``fmnist_small``'s biggest child
-    at batch 128, which takes 0.94x the time without them. The price is memory the process holds
-    after its peak (at most ``limit`` bytes of it free). Process-wide and not undone.
+    page at a time: 45,000-76,000 page faults a training step of ``fmnist_small``'s biggest
+    child at batch 128, which takes 0.90-0.95x the time without them. The price is memory held
+    after the peak (at most ``limit`` bytes of it free; that training's peak resident memory
+    grew from 1.43 to 1.57 GB). Process-wide and not undone.
 
     Returns:
         Whether it took effect: False where the C library is not glibc (musl, macOS, Windows).
