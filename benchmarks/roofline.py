@@ -15,7 +15,8 @@
    achieved GFLOP/s and GB/s and their fractions of the two peaks.
 4. The share of the training step's operator time spent in depthwise convolutions, 1x1
    convolutions, other convolutions, BatchNorm, activations and the rest (forward and backward),
-   each ATen operator timed as it runs.
+   each ATen operator timed as it runs; and the seconds its depthwise convolutions spend in the
+   forward, the input gradient and the weight gradient, each part timed alone.
 
 Goal: a plain training step at >= 15% of the matmul peak. Prints one JSON line last.
 ``--quick`` is the same comparison with fewer repeats and a smaller matmul.
@@ -24,6 +25,7 @@ Goal: a plain training step at >= 15% of the matmul peak. Prints one JSON line l
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import statistics
@@ -238,6 +240,44 @@ def shares(step: Callable[[int], None], repeats: int) -> dict[str, float]:
     return {kind: round(seconds / total, 3) for kind, seconds in times.seconds.most_common()}
 
 
+class _DepthwiseBackwards(TorchDispatchMode):
+    """The arguments of every depthwise convolution's backward, to time its parts apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is aten.convolution_backward.default and _kind(func, args) == "depthwise":
+            self.calls.append(args)
+        return func(*args, **(kwargs or {}))
+
+
+def depthwise_split(step: Callable[[int], None], repeats: int) -> dict[str, float]:
+    """Seconds a step spends in its depthwise convolutions' forward, input gradient and weight
+    gradient, each part run alone on the step's own tensors (the backward computes both
+    gradients in one call, which times them together)."""
+    with _DepthwiseBackwards() as seen:
+        step(30_000)
+    parts = {"forward": 0.0, "input_grad": 0.0, "weight_grad": 0.0}
+    for args in seen.calls:
+        _, x, weight, _, stride, padding, dilation, _, _, groups, _ = args
+        conv = (stride, padding, dilation, False, [0, 0], groups)
+        runs = {
+            "forward": functools.partial(aten.convolution, x, weight, None, *conv),
+            "input_grad": functools.partial(
+                aten.convolution_backward, *args[:10], [True, False, False]
+            ),
+            "weight_grad": functools.partial(
+                aten.convolution_backward, *args[:10], [False, True, False]
+            ),
+        }
+        for part, run in runs.items():
+            run()
+            parts[part] += statistics.median(_seconds(run) for _ in range(repeats))
+    return {part: round(seconds, 4) for part, seconds in parts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (median)")
@@ -297,6 +337,9 @@ def main() -> None:
                 "channels_last_time_ratio": speedups,
                 "train_shares": shares(steps["train", "channels_last"], repeats),
                 "train_shares_nchw": shares(steps["train", "nchw"], repeats),
+                "train_depthwise_seconds": depthwise_split(
+                    steps["train", "channels_last"], repeats
+                ),
                 "goal_matmul_fraction": 0.15,
                 "goal_met": train["matmul_fraction"] >= 0.15,
             }
