@@ -11,10 +11,13 @@ import resource, sys, torch
 from supernas.train.host import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-for _ in range(2):  # 64 MiB, freed at once; the first block is a few bytes short of aligned
+def step():  # a 64 MiB activation, freed at the end of the step
     torch.empty(2**24).fill_(1.0)
+for _ in range(3):  # the heap settles
+    step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.empty(2**24).fill_(1.0)
+for _ in range(10):
+    step()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -27,7 +30,8 @@ def _page_faults(mode: str) -> int:
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
-def test_a_second_large_buffer_reuses_the_first_without_page_faults():
-    """64 MiB is 16,384 pages: glibc's default maps and zeroes every one of them again."""
-    assert _page_faults("default") > 8_000
-    assert _page_faults("keep") < 500
+def test_large_buffers_freed_each_step_are_reused_without_page_faults():
+    """64 MiB is 16,384 pages: glibc's default maps and zeroes every one of them again at every
+    step; kept, a block is reused, though now and then one is a few bytes short of aligned."""
+    assert _page_faults("default") > 10 * 15_000
+    assert _page_faults("keep") < 4 * 16_384
