@@ -1,11 +1,14 @@
 """Layout and values of the shared building blocks."""
 
+import onnx
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from supernas.nn import build_model
 from supernas.nn.blocks import global_avg_pool
+from supernas.runtimes import onnx_graph
 from supernas.space import biggest, get_space
 
 
@@ -45,16 +48,21 @@ def test_a_channels_last_training_step_meets_no_nchw_tensor():
     assert seen.names == set()
 
 
-def test_global_avg_pool_is_the_spatial_mean_with_and_without_a_gradient():
+@pytest.mark.parametrize("training", [True, False])
+def test_global_avg_pool_is_the_spatial_mean(training):
     x = torch.randn(3, 5, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    expected = F.adaptive_avg_pool2d(x, 1)
-    torch.testing.assert_close(global_avg_pool(x), expected)
     leaf = x.clone().requires_grad_()
-    pooled = global_avg_pool(leaf)
-    torch.testing.assert_close(pooled, expected)
-    (grad,) = torch.autograd.grad(
-        pooled.mul(torch.arange(5.0, dtype=x.dtype).view(1, 5, 1, 1)).sum(), leaf
-    )
-    torch.testing.assert_close(
-        grad, torch.arange(5.0, dtype=x.dtype).view(1, 5, 1, 1).expand_as(x) / 49
-    )
+    pooled = global_avg_pool(leaf, training)
+    torch.testing.assert_close(pooled, F.adaptive_avg_pool2d(x, 1))
+    scale = torch.arange(5.0, dtype=x.dtype).view(1, 5, 1, 1)
+    (grad,) = torch.autograd.grad((pooled * scale).sum(), leaf)
+    torch.testing.assert_close(grad, scale.expand_as(x) / 49)
+
+
+def test_an_exported_model_pools_with_the_operator_runtimes_know():
+    space = get_space("fmnist_small")
+    model = build_model(space, biggest(space)).eval()
+    graph = onnx.load_from_string(onnx_graph(model, torch.randn(1, space.in_channels, 28, 28)))
+    operators = {node.op_type for node in graph.graph.node}
+    assert "GlobalAveragePool" in operators
+    assert "ReduceSum" not in operators

@@ -43,18 +43,18 @@ def activate(x: Tensor, name: str) -> Tensor:
     return _ACTIVATIONS[name](x)
 
 
-def global_avg_pool(x: Tensor) -> Tensor:
+def global_avg_pool(x: Tensor, training: bool) -> Tensor:
     """The mean over the spatial positions, as an ``N x C x 1 x 1`` tensor.
 
-    Where a gradient is needed it is taken as a sum then a division: the sum's backward is a
-    broadcast view of the pooled gradient, which the elementwise backward it meets reads in
-    the layout of its other input. The backward of ``adaptive_avg_pool2d`` (and of ``mean``)
-    writes an NCHW tensor instead, and on the CPU an elementwise op over one channels-last and
-    one NCHW input runs 5-10x slower than over two alike (a training step of ``fmnist_small``'s
-    biggest child: 0.95x the time). Without a gradient (evaluation, export) it stays the one
-    pooling operator the deployment runtimes know.
+    In training it is taken as a sum then a division: the sum's backward is a broadcast view of
+    the pooled gradient, which the elementwise backward it meets reads in the layout of its
+    other input. The backward of ``adaptive_avg_pool2d`` (and of ``mean``) writes an NCHW tensor
+    instead, and on the CPU an elementwise op over one channels-last and one NCHW input runs
+    5-10x slower than over two alike (a training step of ``fmnist_small``'s biggest child: 0.95x
+    the time). In evaluation, and so in every export, it is the one pooling operator that the
+    deployment runtimes know.
     """
-    if not x.requires_grad:
+    if not training:
         return F.adaptive_avg_pool2d(x, 1)
     return x.sum((2, 3), keepdim=True) / (x.size(2) * x.size(3))
 
@@ -147,7 +147,7 @@ class SplitAttention(nn.Module):
         self, splits: list[Tensor], attn_channels: int, attn_mask: Tensor | None = None
     ) -> Tensor:
         total = splits[0] if len(splits) == 1 else torch.stack(splits).sum(0)
-        pooled = global_avg_pool(total)
+        pooled = global_avg_pool(total, self.training)
         hidden = _masked(F.relu(self.reduce(pooled, attn_channels)), attn_mask)
         channels = splits[0].size(1)
         logits = [self.expand[i](hidden, channels) for i in range(len(splits))]
@@ -300,5 +300,5 @@ class Head(nn.Module):
 
     def forward(self, x: Tensor, hidden_channels: int, activation: str) -> Tensor:
         x = activate(self.conv(x, hidden_channels), activation)
-        x = torch.flatten(global_avg_pool(x), 1)
+        x = torch.flatten(global_avg_pool(x, self.training), 1)
         return self.classifier(self.dropout(x))

@@ -130,7 +130,7 @@ class MaskedForward:
             x, width = self.block(index, block, x, width)
         head_dist = self.dist("head.hidden_channels")
         hidden = activate(supernet.head.conv(x, max(head_dist.support)), space.head.activation)
-        pooled = torch.flatten(global_avg_pool(hidden), 1)
+        pooled = torch.flatten(global_avg_pool(hidden, supernet.training), 1)
         return _masked(pooled, head_dist.mask(pooled.size(1)))
 
     def block(
