@@ -58,6 +58,12 @@ CASES = [
     ("recipe-not-utf8", {"r.yaml": b"\xff\xfe"}, ["search", "{tmp}/r.yaml", *RUN], "not UTF-8"),
     ("recipe-not-yaml", {"r.yaml": "a: [1"}, ["search", "{tmp}/r.yaml", *RUN], "not valid YAML"),
     ("recipe-a-list", {"r.yaml": "- 1\n"}, ["search", "{tmp}/r.yaml", *RUN], "must hold a mapping"),
+    (
+        "recipe-a-key-twice",
+        {"r.yaml": "search:\n  strategy: dmasking\n  strategy: bignas\n"},
+        ["search", "{tmp}/r.yaml", *RUN],
+        "r.yaml: key 'strategy' appears twice (line 3)",
+    ),
     ("recipe-missing", {}, ["search", "{tmp}/none.yaml", *RUN], "cannot read recipe"),
     (
         "recipe-a-second-setting",

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from supernas.config import from_dict
+from supernas.config import from_dict, load_yaml
 from supernas.recipe import load_run_config
 from supernas.space import get_space
 from supernas.strategies import STRATEGIES
@@ -23,3 +23,9 @@ def test_recipe_loads_with_valid_options(path):
     get_space(cfg.space)
     strategy = STRATEGIES.get(cfg.search.strategy)
     from_dict(strategy.Config, cfg.search.options, "search.options")
+
+
+def test_keys_merged_in_with_yaml_anchors_may_be_overridden(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("base: &b\n  lr: 1\n  momentum: 0.5\nsearch:\n  <<: *b\n  lr: 2\n")
+    assert load_yaml(path)["search"] == {"lr": 2, "momentum": 0.5}

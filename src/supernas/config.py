@@ -16,7 +16,7 @@ import textwrap
 import tokenize
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -119,17 +119,43 @@ def _name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, mark: yaml.Mark) -> None:
+        super().__init__(f"key {key!r} appears twice (line {mark.line + 1})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping: plain YAML keeps the
+    last, so a recipe with two ``strategy:`` lines would run the second without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with ``<<`` may be overridden on purpose
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the safe loader refuses it below, with its own message
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(
     path: str | Path, kind: str = "recipe", error_type: type[SupernasError] = ConfigError
 ) -> dict[str, Any]:
-    """Reads a recipe (or another YAML mapping, named ``kind`` in errors); a missing or
-    malformed file is an ``error_type`` (a `ConfigError` unless said)."""
+    """Reads a recipe (or another YAML mapping, named ``kind`` in errors); a missing,
+    malformed or ambiguous (a key twice) file is an ``error_type`` (a `ConfigError` unless
+    said)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=_StrictLoader)
     except OSError as error:
         raise error_type(f"cannot read {kind} {path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise error_type(f"{kind} {path} is not UTF-8 text") from None
+    except _DuplicateKey as error:
+        raise error_type(f"{kind} {path}: {error}") from None
     except yaml.YAMLError as error:
         line = getattr(getattr(error, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""

@@ -57,6 +57,13 @@ def test_malformed_space_file(tmp_path):
         SearchSpace.from_yaml(tmp_path / "none.yaml")
 
 
+def test_a_space_file_with_a_key_twice_is_refused_not_read_as_its_last(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("name: x\nstem: 16\nstem: 32\n")
+    with pytest.raises(SpaceError, match=r"space.yaml: key 'stem' appears twice \(line 3\)$"):
+        SearchSpace.from_yaml(path)
+
+
 def test_count_archs_small_space_by_hand():
     # proxyless_mobile: 21 mixed blocks of 6 candidates, 15 of them with the zero op too.
     assert count_archs(get_space("proxyless_mobile")) == 7**15 * 6**6
