@@ -71,13 +71,19 @@ def test_an_entry_is_the_estimate_over_its_passes(monkeypatch, estimate, expecte
     assert latency_build._estimated_medians([print, print], timing) == expected
 
 
-def test_new_tables_take_the_median_and_older_ones_are_read_as_the_smallest(table, tmp_path):
+def test_new_tables_take_the_median_and_older_ones_are_read_as_the_smallest(
+    table, tmp_path, caplog
+):
     assert table.estimate == "median"
+    table.save(tmp_path / "new.json")
+    LatencyTable.load(tmp_path / "new.json")
+    assert "rebuild" not in caplog.text
     data = json.loads(table.to_json())
-    del data["estimate"]  # a table written before the estimate was recorded
+    del data["estimate"], data["per_layer_ms"]  # a table written before either was recorded
     (tmp_path / "old.json").write_text(json.dumps(data))
     older = LatencyTable.load(tmp_path / "old.json")
     assert older.estimate == "min" and Timing.of(older).estimate == "min"
+    assert f"{tmp_path / 'old.json'} was built before" in caplog.text  # a rebuild is advised
 
 
 def _gaps_table(entries: dict[str, float]) -> LatencyTable:

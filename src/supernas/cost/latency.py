@@ -27,6 +27,7 @@ Key examples (our blocks have more fields than the reference's ``expanded_conv``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import random
@@ -44,6 +45,8 @@ from supernas.space.plan import BlockPlan, NetPlan, plan
 from supernas.space.space import SearchSpace
 
 FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 def stem_key(net: NetPlan) -> str:
@@ -233,6 +236,13 @@ class LatencyTable:
         except TypeError as error:  # a field missing
             raise ConfigError(f"malformed latency table {path}: {error}") from None
         table.validate(str(path))
+        if "estimate" not in data or "per_layer_ms" not in data:
+            log.warning(
+                "latency table %s was built before entries were pass medians with a per-layer "
+                "term; it is read as built, and a rebuild (supernas latency build) predicts "
+                "better on a machine whose speed moves",
+                path,
+            )
         return table
 
     def validate(self, where: str = "latency table") -> None:
