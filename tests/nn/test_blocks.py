@@ -66,3 +66,24 @@ def test_an_exported_model_pools_with_the_operator_runtimes_know():
     operators = {node.op_type for node in graph.graph.node}
     assert "GlobalAveragePool" in operators
     assert "ReduceSum" not in operators
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA autocast")
+def test_the_training_pool_keeps_a_bf16_map_in_bf16_under_autocast():
+    """CUDA autocast runs ``sum`` in float32 unless a dtype is named; the cast up would come
+    back in the backward as an NCHW gradient."""
+    x = torch.randn(2, 8, 7, 7, device="cuda").contiguous(memory_format=torch.channels_last)
+    leaf = x.requires_grad_()
+    grads = []
+    with torch.autocast("cuda", torch.bfloat16):
+        hidden = F.conv2d(leaf, torch.randn(8, 1, 3, 3, device="cuda"), padding=1, groups=8)
+        hidden.register_hook(grads.append)
+        pooled = global_avg_pool(hidden, True)
+    assert hidden.dtype == pooled.dtype == torch.bfloat16
+    pooled.float().sum().backward()
+    assert 0 in grads[0].stride()  # a broadcast view, not a tensor written out
+
+
+def test_a_float16_map_pools_without_overflowing():
+    x = torch.full((1, 2, 112, 112), 6.0, dtype=torch.float16)  # relu6 saturated
+    assert global_avg_pool(x, True).flatten().tolist() == [6.0, 6.0]

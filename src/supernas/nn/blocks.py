@@ -52,11 +52,14 @@ def global_avg_pool(x: Tensor, training: bool) -> Tensor:
     instead, and on the CPU an elementwise op over one channels-last and one NCHW input runs
     5-10x slower than over two alike (a training step of ``fmnist_small``'s biggest child: 0.95x
     the time). In evaluation, and so in every export, it is the one pooling operator that the
-    deployment runtimes know.
+    deployment runtimes know. The sum names its dtype so that CUDA autocast, which runs ``sum``
+    in float32, does not cast a bf16 map up: that cast's backward would write the broadcast
+    gradient out as an NCHW tensor again. float16 keeps the mean, whose result cannot
+    overflow where a sum over a large map would (65,504 is float16's largest value).
     """
-    if not training:
+    if not training or x.dtype == torch.float16:
         return F.adaptive_avg_pool2d(x, 1)
-    return x.sum((2, 3), keepdim=True) / (x.size(2) * x.size(3))
+    return x.sum((2, 3), keepdim=True, dtype=x.dtype) / (x.size(2) * x.size(3))
 
 
 class ConvNorm(nn.Module):
