@@ -128,18 +128,31 @@ class _StrictLoader(yaml.SafeLoader):
     """A safe loader that refuses a key written twice in one mapping: plain YAML keeps the
     last, so a recipe with two ``strategy:`` lines would run the second without a word."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[yaml.MappingNode] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Checked here, not in construct_mapping: flattening rewrites node.value in place (the
+        # merged pairs first, the ``<<`` keys gone), and a mapping merged in with ``<<`` is
+        # flattened when it is merged, which can be before it is constructed itself; its own
+        # override of a key it merged in would then look like a key written twice.
+        if node not in self._checked:
+            self._checked.add(node)
+            self._refuse_duplicates(node)
+        super().flatten_mapping(node)
+
+    def _refuse_duplicates(self, node: yaml.MappingNode) -> None:
         seen = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # keys merged in with ``<<`` may be overridden on purpose
-            key = self.construct_object(key_node, deep=deep)
+            key = self.construct_object(key_node)
             if not isinstance(key, Hashable):
-                continue  # the safe loader refuses it below, with its own message
+                continue  # the safe loader refuses it later, with its own message
             if key in seen:
                 raise _DuplicateKey(key, key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 def load_yaml(
@@ -175,7 +188,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key:
             raise ConfigError(f"override {override!r} is not of the form key=value")
         try:
-            value = yaml.safe_load(text) if text else None
+            value = yaml.load(text, Loader=_StrictLoader) if text else None
+        except _DuplicateKey as error:
+            raise ConfigError(f"override {override!r}: {error}") from None
         except yaml.YAMLError:
             raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
         target = result
