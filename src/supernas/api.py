@@ -556,7 +556,7 @@ def _budget_fields(budget: Budget, arch: Arch) -> dict[str, Any]:
 
 def _keep_freed_memory(cfg: RunConfig) -> None:
     if cfg.keep_freed_memory and not keep_freed_memory():
-        log.info("keep_freed_memory: the C library is not glibc; its allocator is left as it is")
+        log.info("keep_freed_memory: not glibc, or glibc refused it; the allocator is as it was")
 
 
 def restarted(run_dir: Path | None) -> bool:

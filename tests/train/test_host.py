@@ -6,8 +6,13 @@ import sys
 
 import pytest
 
+from supernas.train.host import keep_freed_memory
+
 _FAULTS = """
-import resource, sys, torch
+import ctypes, resource, sys, torch
+# Transparent huge pages ("always" on many distributions) would fault 64 MiB in 2 MiB at a
+# time, and the default's count would fall far below the bound: count 4 KiB pages only.
+assert ctypes.CDLL(None).prctl(41, 1, 0, 0, 0) == 0  # PR_SET_THP_DISABLE
 from supernas.train.host import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
@@ -35,3 +40,9 @@ def test_large_buffers_freed_each_step_are_reused_without_page_faults():
     step; kept, a block is reused, though now and then one is a few bytes short of aligned."""
     assert _page_faults("default") > 10 * 15_000
     assert _page_faults("keep") < 4 * 16_384
+
+
+def test_a_limit_beyond_a_c_int_is_refused_not_wrapped():
+    """2**32 would reach mallopt as 0, which maps every block afresh: the opposite."""
+    with pytest.raises(ValueError, match="not in 1.."):
+        keep_freed_memory(1 << 32)

@@ -8,6 +8,7 @@ import platform
 KEEP_BYTES = 1 << 30
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
+_INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
@@ -21,9 +22,15 @@ def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
     grew from 1.43 to 1.57 GB). Process-wide and not undone.
 
     Returns:
-        Whether it took effect: False where the C library is not glibc (musl, macOS, Windows).
+        Whether it took effect: False where the C library is not glibc (musl, macOS, Windows),
+        or where glibc refuses the limit (releases that cap the mmap threshold at 32 MiB).
     """
+    if not 0 < limit <= _INT_MAX:
+        # mallopt takes a C int, and ctypes would wrap a larger limit without a word: 2**32
+        # would become 0, which maps every block afresh, the opposite of what was asked
+        raise ValueError(f"keep_freed_memory: limit {limit} is not in 1..{_INT_MAX} bytes")
     if platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, limit)) and bool(mallopt(_M_TRIM_THRESHOLD, limit))
