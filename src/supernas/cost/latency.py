@@ -47,6 +47,11 @@ from supernas.space.space import SearchSpace
 FORMAT = 1
 
 log = logging.getLogger(__name__)
+# fields a table built before them lacks, and what each brought
+_ADDED_SINCE = {
+    "estimate": "entries were the median of their passes",
+    "per_layer_ms": "the per-layer term was fitted",
+}
 
 
 def stem_key(net: NetPlan) -> str:
@@ -236,12 +241,13 @@ class LatencyTable:
         except TypeError as error:  # a field missing
             raise ConfigError(f"malformed latency table {path}: {error}") from None
         table.validate(str(path))
-        if "estimate" not in data or "per_layer_ms" not in data:
+        missing = [what for key, what in _ADDED_SINCE.items() if key not in data]
+        if missing:
             log.warning(
-                "latency table %s was built before entries were pass medians with a per-layer "
-                "term; it is read as built, and a rebuild (supernas latency build) predicts "
-                "better on a machine whose speed moves",
+                "latency table %s was built before %s; it is read as built, and a rebuild "
+                "(supernas latency build) predicts better",
                 path,
+                " and ".join(missing),
             )
         return table
 
