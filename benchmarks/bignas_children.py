@@ -133,6 +133,7 @@ def run_config(s: dict, batch_size: int, device: str):
         f"search.options.selection.mutations={s['mutations']}",
         f"train.epochs={epochs}",
         "train.warmup_epochs=0.1",
+        f"seed={s.get('seed', 0)}",
     ]
     if s.get("schedule") is not None:
         overrides.append(f"search.schedule={s['schedule']}")
@@ -144,6 +145,7 @@ def run_config(s: dict, batch_size: int, device: str):
 def supernet_recipe(cfg) -> dict:
     """What the JSON records of how the supernet trained, beyond the recipe's defaults."""
     return {
+        "seed": cfg.seed,
         "supernet_schedule": cfg.search.schedule,
         "supernet_clip_grad_norm": cfg.search.options.get("clip_grad_norm"),
     }
@@ -341,7 +343,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
 def print_reduced(args: argparse.Namespace) -> None:
     s = dict(REDUCED_QUICK if args.quick else REDUCED)
     s.update({k: v for k, v in (("images", args.images), ("test_images", args.test_images)) if v})
-    s.update(schedule=args.schedule, clip_grad_norm=args.clip_grad_norm)
+    s.update(schedule=args.schedule, clip_grad_norm=args.clip_grad_norm, seed=args.seed)
     if args.lengths:
         s["lengths"] = tuple(sorted(set(args.lengths)))
     start = time.perf_counter()
@@ -392,6 +394,13 @@ def main() -> None:
         help="--reduced: the lengths to train, each doubling the last (default: 1 2 4 8 16 32 "
         "64, about two hours); 64 alone is the end point in an hour, 32 64 the last doubling",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the runs' seed (initial weights, data order, augmentation); the children compared "
+        "stay the same, so two seeds give the gap's spread",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, help="training images (weight + arch split)")
     parser.add_argument("--test-images", type=int, help="test images (default: all)")
@@ -424,6 +433,7 @@ def main() -> None:
         "mutations": args.mutations,
         "schedule": args.schedule,
         "clip_grad_norm": args.clip_grad_norm,
+        "seed": args.seed,
     }
     s.update({k: v for k, v in given.items() if v is not None})
     cfg = run_config(s, args.batch_size, args.device)
